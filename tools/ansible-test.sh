@@ -23,7 +23,7 @@ if mountpoint -q "$dest"; then
 fi
 if mount --bind "$ROOT" "$dest" 2>/dev/null; then
   mounted=1
-  trap 'umount "$dest"' EXIT
+  trap 'umount "$dest" 2>/dev/null || umount -l "$dest"' EXIT
 else
   log "bind mount not allowed: copying the checkout to $dest"
   rm -rf "$dest" && mkdir -p "$dest"

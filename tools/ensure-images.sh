@@ -27,7 +27,9 @@ if ! docker image inspect "$BASE" >/dev/null 2>&1; then
   fi
 fi
 
-for img in instance; do
+# Every directory under tests/images is one image, ec2ops-test/<dir>:bookworm.
+for dir in "$ROOT"/tests/images/*/; do
+  img=$(basename "$dir")
   log "Building ec2ops-test/$img:bookworm"
-  DOCKER_BUILDKIT=0 docker build -q -t "ec2ops-test/$img:bookworm" "$ROOT/tests/images/$img" >/dev/null
+  DOCKER_BUILDKIT=0 docker build -q -t "ec2ops-test/$img:bookworm" "$dir" >/dev/null
 done

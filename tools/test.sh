@@ -7,7 +7,7 @@
 set -uo pipefail
 # shellcheck source=tools/lib.sh
 . "$(dirname "$0")/lib.sh"
-cd "$ROOT"
+cd "$ROOT" || exit 1
 
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(setup lint sanity units pytest molecule)
@@ -20,7 +20,7 @@ activate() {
 }
 
 stage_setup() {
-  bash tools/ensure-venv.sh && bash tools/ensure-docker.sh && bash tools/ensure-images.sh
+  bash tools/ensure-apt.sh && bash tools/ensure-venv.sh && bash tools/ensure-docker.sh && bash tools/ensure-images.sh
 }
 stage_lint() {
   activate
@@ -44,7 +44,7 @@ stage_pytest() {
 stage_molecule() {
   activate
   local s rc=0
-  for s in ${MOLECULE_SCENARIOS:-$(cd molecule && ls -d -- */ | tr -d /)}; do
+  for s in ${MOLECULE_SCENARIOS:-$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml | cut -d/ -f2 | sort)}; do
     log "molecule test -s $s"
     molecule test -s "$s" || { rc=1; log "molecule scenario $s FAILED"; }
   done
