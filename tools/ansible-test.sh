@@ -29,6 +29,12 @@ else
   rm -rf "$dest" && mkdir -p "$dest"
   (cd "$ROOT" && tar -c --exclude=./.venv --exclude=./tests/output . ) | tar -C "$dest" -x
 fi
+# Dependency collections (galaxy.yml) next to this one, from the `ansible` package in the venv.
+site=$("$VENV/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(ansible_collections.__path__[0]))')
+for dep in amazon/aws community/docker ansible/posix community/general; do
+  mkdir -p "$work/ansible_collections/${dep%/*}"
+  ln -sfn "$site/ansible_collections/$dep" "$work/ansible_collections/$dep"
+done
 cd "$dest"
 status=0
 PATH="$VENV/bin:$PATH" "$VENV/bin/ansible-test" "$@" || status=$?

@@ -5,6 +5,7 @@ cached copy at ~/.ansible/test/cache/get_pip_<version>.py. This stand-in seeds p
 from the interpreter's bundled wheel (ensurepip) and then lets that pip install the
 exact packages ansible-test asked for (e.g. pip==25.2) from the package index.
 """
+
 import ensurepip
 import subprocess
 import sys
