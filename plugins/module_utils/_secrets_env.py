@@ -196,13 +196,13 @@ def secret_variables(spec, secret_string=None, secret_binary=None):
                 " (with name), or binary: text if it holds UTF-8 text"
             )
         if spec.binary == "base64":
-            return _checked(spec, {spec.name: base64.b64encode(secret_binary).decode("ascii")})
+            return _checked(spec, {spec.prefix + spec.name: base64.b64encode(secret_binary).decode("ascii")})
         try:
             secret_string = secret_binary.decode("utf-8")
         except UnicodeDecodeError:
             raise SecretsEnvError(f"{where} is binary and not valid UTF-8 text; use binary: base64") from None
     if spec.format == "plain":
-        return _checked(spec, {spec.name: secret_string})
+        return _checked(spec, {spec.prefix + spec.name: secret_string})
     if spec.format == "dotenv":
         try:
             values = parse_dotenv(secret_string, strict=True)
@@ -258,7 +258,7 @@ def _json_object(spec, text):
         elif isinstance(value, bool):
             result[key] = "true" if value else "false"
         elif spec.nested == "json":
-            result[key] = json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+            result[key] = _compact_json(value)
         else:
             raise SecretsEnvError(
                 f"{where}: key {key!r} holds {_json_kind(value)}, not a string, number or boolean;"
@@ -269,6 +269,17 @@ def _json_object(spec, text):
 
 class _JSONNumber(str):
     """A JSON number, kept as the text that was stored."""
+
+
+def _compact_json(value):
+    """Compact JSON text of a parsed value; numbers keep their stored text."""
+    if isinstance(value, dict):
+        return "{" + ",".join(_compact_json(k) + ":" + _compact_json(v) for k, v in value.items()) + "}"
+    if isinstance(value, list):
+        return "[" + ",".join(_compact_json(v) for v in value) + "]"
+    if isinstance(value, _JSONNumber):
+        return str(value)
+    return json.dumps(value, ensure_ascii=False)
 
 
 def _json_kind(value):

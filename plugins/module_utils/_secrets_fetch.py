@@ -155,7 +155,7 @@ def _batch_fetch(client, ids):
                     raise FetchAborted(f"Secrets Manager refused the credentials ({code})") from e
                 return found  # not supported here / not allowed: GetSecretValue per secret
             except BotoCoreError as e:
-                raise FetchAborted(f"cannot reach Secrets Manager: {e}") from e
+                raise FetchAborted("cannot reach Secrets Manager") from e
             for item in response.get("SecretValues") or []:
                 for secret_id in chunk:
                     if secret_id not in found and _matches(secret_id, item):
@@ -184,7 +184,7 @@ def _single_fetch(client, secret_id, version_id=None, version_stage=None):
             raise FetchAborted(f"Secrets Manager refused the credentials ({code})") from e
         return FetchFailure(code, e.response.get("Error", {}).get("Message"))
     except BotoCoreError as e:
-        raise FetchAborted(f"cannot reach Secrets Manager: {e}") from e
+        raise FetchAborted("cannot reach Secrets Manager") from e
 
 
 def _error_code(error):

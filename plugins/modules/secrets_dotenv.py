@@ -397,6 +397,8 @@ def main():
     target = os.path.realpath(dest)
     if not os.path.isdir(os.path.dirname(target)):
         module.fail_json(msg=f"the directory of {dest} does not exist")
+    if os.path.isdir(target):
+        module.fail_json(msg=f"{dest} is a directory")
 
     sources, records, api_calls = read_secrets(module, specs)
     variables, overrides = merge(sources, static_env)
@@ -408,7 +410,10 @@ def main():
     except DotenvError as e:
         module.fail_json(msg=str(e))
 
-    current_data, current_stat = read_current(target)
+    try:
+        current_data, current_stat = read_current(target)
+    except OSError as e:
+        module.fail_json(msg=f"cannot read the current {dest}: {e.strerror or e}")
     changes, diff = describe_change(
         None if current_data is None else current_data.decode("utf-8", "replace"), variables, params["header"]
     )
@@ -426,14 +431,15 @@ def main():
     )
     if changed and not module.check_mode:
         try:
-            if not content_changed:
-                set_attributes(target, mode, uid, gid)
-            else:
+            if content_changed:
                 if params["backup"] and current_data is not None:
                     result["backup_file"] = module.backup_local(target)
                 write_atomic(target, data, mode, *target_ownership(current_stat, uid, gid))
+            else:
+                set_attributes(target, mode, uid, gid)
         except OSError as e:
-            module.fail_json(msg=f"cannot write {dest}: {e.strerror or e}; the previous file is unchanged", **result)
+            kept = "; the previous file is unchanged" if content_changed else ""
+            module.fail_json(msg=f"cannot write {dest}: {e.strerror or e}{kept}", secrets=records, api_calls=api_calls)
     if module._diff:
         result["diff"] = dict(diff, before_header=dest, after_header=dest)
     module.exit_json(**result)

@@ -149,7 +149,7 @@ def playbook_env(extra=None):
 
 
 @pytest.fixture
-def ansible_playbook(tmp_path):
+def ansible_playbook(tmp_path_factory):
     """Run ansible-playbook on localhost (connection local, this venv's Python)."""
 
     def run(
@@ -163,7 +163,7 @@ def ansible_playbook(tmp_path):
         preexec_fn=None,
         timeout=300,
     ):
-        vars_file = tmp_path / f"extra-vars-{time.monotonic_ns()}.json"
+        vars_file = tmp_path_factory.mktemp("ansible-playbook") / "extra-vars.json"
         vars_file.write_text(json.dumps({"ansible_python_interpreter": sys.executable, **(extra_vars or {})}))
         args = [
             str(pathlib.Path(sys.executable).parent / "ansible-playbook"),

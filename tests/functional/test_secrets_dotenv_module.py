@@ -1,0 +1,337 @@
+"""ec2ops.stack.secrets_dotenv through ansible-playbook against a real moto server process."""
+
+import base64
+import json
+import os
+import pathlib
+import stat
+import sys
+import uuid
+
+import pytest
+from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import parse
+
+HERE = pathlib.Path(__file__).parent / "secrets_dotenv"
+PLAYBOOK = HERE / "render_env.yml"
+TASK = "Write the .env file"
+HARD_CASES = json.loads((HERE / "hard_cases.json").read_text())
+OPTIONS = ("env", "owner", "group", "mode", "backup", "header", "region", "endpoint_url")
+
+
+@pytest.fixture
+def secrets(moto_server):
+    """Create secrets under a per-test prefix: ``secrets.create("db", {"K": "v"})`` returns the name."""
+
+    class Secrets:
+        client = moto_server.client("secretsmanager")
+        prefix = f"t-{uuid.uuid4().hex[:8]}/"
+
+        def create(self, name, value=None, binary=None):
+            kwargs = {"Name": self.prefix + name}
+            if binary is not None:
+                kwargs["SecretBinary"] = binary
+            else:
+                kwargs["SecretString"] = value if isinstance(value, str) else json.dumps(value)
+            self.client.create_secret(**kwargs)
+            return self.prefix + name
+
+        def update(self, name, value):
+            self.client.put_secret_value(
+                SecretId=name, SecretString=value if isinstance(value, str) else json.dumps(value)
+            )
+
+    return Secrets()
+
+
+@pytest.fixture
+def render(ansible_playbook, moto_server, tmp_path):
+    """Run the module once: ``render(secrets_list, dest=..., env=..., check=..., diff=..., verbosity=...)``."""
+
+    def run(secret_list, dest=None, extra_vars=None, **options):
+        extra = {
+            **(extra_vars or {}),
+            "sd_endpoint_url": moto_server.endpoint_url,
+            "sd_secrets": secret_list,
+            "sd_dest": str(dest or tmp_path / ".env"),
+        }
+        for option in OPTIONS:
+            if option in options:
+                extra[f"sd_{option}"] = options.pop(option)
+        return ansible_playbook(PLAYBOOK, extra_vars=extra, **options)
+
+    return run
+
+
+def file_state(path):
+    st = os.stat(path)
+    return path.read_bytes(), st.st_ino, st.st_mtime_ns, stat.S_IMODE(st.st_mode)
+
+
+def test_compose_reads_exactly_what_was_stored(render, secrets, tmp_path, compose_config):
+    app = secrets.create("app", HARD_CASES)
+    pem = secrets.create("pem", HARD_CASES["PEM"])
+    legacy = secrets.create("legacy", "# from `get-secret-value > .env`\nexport A=1\nB='two words'\nC=\"x\\ny\"\n")
+    run = render(
+        [app, {"id": pem, "name": "TLS_KEY"}, {"id": legacy, "format": "dotenv", "prefix": "LEGACY_"}],
+        env={"SPRING_PROFILES_ACTIVE": "prod"},
+        header="Managed by Ansible",
+    )
+    result = run.task(TASK)
+    assert run.rc == 0 and result["changed"], run.output
+    expected = dict(HARD_CASES, TLS_KEY=HARD_CASES["PEM"], SPRING_PROFILES_ACTIVE="prod")
+    expected.update(LEGACY_A="1", LEGACY_B="two words", LEGACY_C="x\ny")
+    assert result["keys"] == sorted(expected)
+    assert result["api_calls"] == 1  # one BatchGetSecretValue for three secrets
+
+    names = sorted(expected)
+    services = {
+        "envfile": {"image": "busybox", "env_file": [".env"]},
+        "interp": {"image": "busybox", "environment": {name: "${" + name + "}" for name in names}},
+    }
+    (tmp_path / "compose.yml").write_text(json.dumps({"services": services}))
+    config = compose_config(tmp_path)
+    assert config["services"]["envfile"]["environment"] == expected
+    assert config["services"]["interp"]["environment"] == expected
+
+
+def test_no_value_in_output_at_vvv(render, secrets, tmp_path):
+    marker = uuid.uuid4().hex
+    values = {
+        "PASSWORD": f"pw-{marker}-1 $x 'q' \"d\" \\ #",
+        "TOKEN": f"tok-{marker}-2",
+        "MULTILINE": f"line1-{marker}-3\nline2-{marker}-4\n",
+        "JSON_IN_VALUE": f'{{"inner": "v-{marker}-5"}}',
+    }
+    app = secrets.create("app", values)
+    pem = secrets.create("pem", f"-----BEGIN-----\nk-{marker}-6\n-----END-----\n")
+    bad = secrets.create("bad", {"ok": f"ok-{marker}-7", "bad-name": f"bad-{marker}-8"})
+    dest = tmp_path / ".env"
+    verbose = {"diff": True, "verbosity": 3, "json_output": False}
+    runs = [render([app, {"id": pem, "name": "TLS_KEY"}], env={"STATIC": "not-secret"}, **verbose)]
+    secrets.update(app, dict(values, TOKEN=f"tok-{marker}-9"))
+    runs.append(render([app, {"id": pem, "name": "TLS_KEY"}], check=True, **verbose))
+    runs.append(render([app, bad, "missing-" + marker[:4]], **verbose))
+
+    assert runs[0].rc == 0 and runs[1].rc == 0 and runs[2].rc != 0, [r.output[-3000:] for r in runs]
+    assert f"pw-{marker}-1" in dest.read_text()  # the values really went through the module
+    assert "TOKEN=********" in runs[1].output  # the diff is shown, masked
+    assert "key 'bad-name' is not a valid variable name" in runs[2].output
+    output = "".join(r.output for r in runs)
+    for n in range(1, 10):
+        assert f"-{marker}-{n}" not in output, f"value {n} leaked"
+    for value in values.values():
+        assert value not in output
+
+
+def test_check_mode_writes_nothing(render, secrets, tmp_path):
+    app = secrets.create("app", {"A": "1", "B": "2"})
+    dest = tmp_path / ".env"
+    result = render([app], check=True).task(TASK)
+    assert result["changed"] and result["changes"]["added"] == ["A", "B"]
+    assert not dest.exists()
+
+    assert render([app]).task(TASK)["changed"]
+    before = file_state(dest)
+    secrets.update(app, {"A": "1", "B": "3"})
+    result = render([app], check=True, diff=True).task(TASK)
+    assert result["changed"] and result["changes"]["changed"] == ["B"]
+    assert file_state(dest) == before
+    assert list(tmp_path.iterdir()) == [dest]
+
+
+def test_second_run_changes_nothing(render, secrets, tmp_path):
+    app = secrets.create("app", {"A": "1", "PEM": "a\nb"})
+    dest = tmp_path / ".env"
+    first = render([app], header="Managed by Ansible").task(TASK)
+    assert first["changed"]
+    before = file_state(dest)
+    assert before[3] == 0o600
+    second = render([app], header="Managed by Ansible").task(TASK)
+    assert not second["changed"]
+    assert second["changes"] == {"added": [], "removed": [], "changed": [], "attributes": []}
+    assert file_state(dest) == before  # same inode and mtime: not rewritten
+
+    dest.chmod(0o644)
+    third = render([app], header="Managed by Ansible").task(TASK)
+    assert third["changed"] and third["changes"]["attributes"] == ["mode"]
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
+    assert os.stat(dest).st_ino == before[1]
+
+
+def test_diff_is_masked_and_names_changes(render, secrets, tmp_path):
+    app = secrets.create("app", {"KEEP": "same-value", "CHANGE": "old-value", "DROP": "dropped-value"})
+    assert render([app], header="hdr").rc == 0
+    secrets.update(app, {"KEEP": "same-value", "CHANGE": "new-value", "ADD": "added-value"})
+    result = render([app], diff=True, header="hdr").task(TASK)
+    assert result["changes"] == {"added": ["ADD"], "removed": ["DROP"], "changed": ["CHANGE"], "attributes": []}
+    diff = result["diff"]
+    assert diff["before"] == "# hdr\nCHANGE=********\nDROP=********\nKEEP=********\n"
+    assert diff["after"] == "# hdr\nADD=********\nCHANGE=******** (changed)\nKEEP=********\n"
+    assert "value" not in json.dumps(result)
+
+
+def test_missing_and_optional_secrets(render, secrets, tmp_path):
+    app = secrets.create("app", {"A": "1"})
+    missing = secrets.prefix + "missing"
+    run = render([app, missing])
+    assert run.rc != 0
+    msg = run.task(TASK)["msg"]
+    assert f"secret '{missing}' does not exist (ResourceNotFoundException) in region us-east-1" in msg
+    assert not (tmp_path / ".env").exists()
+
+    run = render([app, {"id": missing, "optional": True}])
+    result = run.task(TASK)
+    assert run.rc == 0 and result["keys"] == ["A"]
+    assert result["secrets"][1] == {"id": missing, "found": False, "reason": "missing"}
+    assert any(f"optional secret '{missing}' does not exist" in w for w in result["warnings"])
+
+
+def test_deleted_secret(render, secrets):
+    app = secrets.create("app", {"A": "1"})
+    gone = secrets.create("gone", {"B": "2"})
+    secrets.client.delete_secret(SecretId=gone, RecoveryWindowInDays=7)
+    run = render([app, gone])
+    assert run.rc != 0
+    assert f"secret '{gone}' is deleted or scheduled for deletion" in run.task(TASK)["msg"]
+    result = render([app, {"id": gone, "optional": True}]).task(TASK)
+    assert result["keys"] == ["A"] and result["secrets"][1]["reason"] == "deleted"
+
+
+def test_every_broken_secret_is_named_without_values(render, secrets, tmp_path):
+    broken = {
+        "array": secrets.create("array", "[1, 2]"),
+        "malformed": secrets.create("malformed", '{"A": "leak-1"'),
+        "badkey": secrets.create("badkey", {"bad-name": "leak-2"}),
+        "nested": secrets.create("nested", {"A": {"leak": "leak-3"}}),
+        "null": secrets.create("null", {"A": None}),
+        "binary": secrets.create("binary", binary=b"leak-4\x00\xff"),
+        "plaintext": secrets.create("plaintext", "leak-5 plain text"),
+    }
+    dest = tmp_path / ".env"
+    dest.write_text("OLD='1'\n")
+    run = render(list(broken.values()))
+    assert run.rc != 0
+    msg = run.task(TASK)["msg"]
+    assert msg.startswith("7 of 7 secret(s) cannot be used")
+    assert f"secret '{broken['array']}' holds JSON that is not an object (an array)" in msg
+    assert f"secret '{broken['malformed']}' is not valid JSON (line 1 column 15)" in msg
+    assert f"secret '{broken['badkey']}': key 'bad-name' is not a valid variable name" in msg
+    assert f"secret '{broken['nested']}': key 'A' holds an object" in msg
+    assert f"secret '{broken['null']}': key 'A' holds null" in msg
+    assert f"secret '{broken['binary']}' is binary (SecretBinary)" in msg
+    assert f"secret '{broken['plaintext']}' is not valid JSON" in msg
+    assert "leak" not in run.output
+    assert dest.read_text() == "OLD='1'\n"
+
+
+def test_entry_options(render, secrets, tmp_path):
+    db = secrets.create("db", {"host": "db.local", "password": "pw", "unused": "x"})
+    cfg = secrets.create("cfg", '{"LIMITS": {"cpu": 2, "pi": 3.140}, "RATIO": 1.10, "ON": true}')
+    blob = secrets.create("blob", binary=b"\x00\x01binary")
+    text_blob = secrets.create("textblob", binary=json.dumps({"FROM_BINARY": "yes"}).encode())
+    dotenv = secrets.create("dotenv", "X=1\nY=${X}-2\nZ='${X}'\n")
+    versioned = secrets.create("versioned", {"V": "first"})
+    secrets.update(versioned, {"V": "second"})
+    run = render(
+        [
+            {"id": db, "keys": {"host": "DB_HOST", "password": "DB_PASSWORD"}},
+            {"id": cfg, "nested": "json", "prefix": "APP_"},
+            {"id": blob, "binary": "base64", "name": "BLOB"},
+            {"id": text_blob, "binary": "text"},
+            {"id": dotenv, "format": "dotenv", "keys": ["Y", "Z"]},
+            {"id": versioned, "version_stage": "AWSPREVIOUS"},
+        ]
+    )
+    result = run.task(TASK)
+    assert run.rc == 0, run.output
+    assert parse((tmp_path / ".env").read_text()) == {
+        "APP_LIMITS": '{"cpu":2,"pi":3.140}',
+        "APP_ON": "true",
+        "APP_RATIO": "1.10",
+        "BLOB": base64.b64encode(b"\x00\x01binary").decode(),
+        "DB_HOST": "db.local",
+        "DB_PASSWORD": "pw",
+        "FROM_BINARY": "yes",
+        "V": "first",
+        "Y": "1-2",
+        "Z": "${X}",
+    }
+    previous = result["secrets"][-1]
+    assert previous["version_stages"] == ["AWSPREVIOUS"] and previous["version_id"]
+    assert result["api_calls"] == 2  # one batch for five secrets, one GetSecretValue for the pinned version
+
+
+def test_precedence_and_override_warning(render, secrets, tmp_path):
+    base = secrets.create("base", {"A": "base", "B": "base", "C": "base"})
+    prod = secrets.create("prod", {"B": "prod", "C": "prod"})
+    run = render([base, prod], env={"C": "env", "D": "env"})
+    result = run.task(TASK)
+    assert parse((tmp_path / ".env").read_text()) == {"A": "base", "B": "prod", "C": "env", "D": "env"}
+    assert result["overridden"] == ["B", "C"]
+    [warning] = [w for w in result["warnings"] if "more than one source" in w]
+    assert f"B (secret '{base}' overridden by secret '{prod}')" in warning
+    assert f"C (secret '{base}' overridden by secret '{prod}'); C (secret '{prod}' overridden by env)" in warning
+    assert "base" not in warning.replace(base, "") and "prod'" not in warning.replace(prod + "'", "")
+
+
+def test_failure_leaves_previous_file_untouched(render, secrets, tmp_path):
+    app = secrets.create("app", {"A": "1"})
+    dest = tmp_path / ".env"
+    assert render([app]).rc == 0
+    before = file_state(dest)
+
+    # A failure while reading: nothing is written.
+    assert render([app, secrets.prefix + "missing"]).rc != 0
+    assert file_state(dest) == before
+
+    # A failure in the middle of writing: the module's Python may not write more than 512 KiB to any file
+    # (enough for Ansible's own module payload, not for these 10 x 60 KB secrets).
+    big = [secrets.create(f"big{i}", {f"BIG{i}": "x" * 60000}) for i in range(10)]
+    limited_python = tmp_path.parent / f"{tmp_path.name}-python"
+    limited_python.write_text(
+        f"#!{sys.executable}\n"
+        "import os, resource, sys\n"
+        "resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 1024, 512 * 1024))\n"
+        "os.execv(sys.executable, [sys.executable, *sys.argv[1:]])\n"
+    )
+    limited_python.chmod(0o755)
+    run = render([app, *big], extra_vars={"ansible_python_interpreter": str(limited_python)})
+    assert run.rc != 0, run.output
+    assert f"cannot write {dest}: File too large; the previous file is unchanged" in run.task(TASK)["msg"]
+    assert file_state(dest) == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".env"]  # no temporary file left behind
+
+
+def test_batches_of_twenty(render, secrets):
+    names = [secrets.create(f"s{i:02d}", {f"K{i}": str(i)}) for i in range(25)]
+    result = render([*names, {"id": names[0], "version_stage": "AWSCURRENT", "prefix": "PINNED_"}]).task(TASK)
+    assert len(result["keys"]) == 26
+    assert result["api_calls"] == 3  # 20 + 5 in two batches, one GetSecretValue for the pinned entry
+
+
+def test_unreachable_endpoint_and_wrong_region(render, secrets):
+    app = secrets.create("app", {"A": "1"})
+    run = render([app], endpoint_url="http://127.0.0.1:9")
+    assert run.rc != 0
+    msg = run.task(TASK)["msg"]
+    assert "cannot reach Secrets Manager (region us-east-1 at http://127.0.0.1:9)" in msg
+
+    arn = "arn:aws:secretsmanager:eu-west-1:123456789012:secret:" + app + "-AbCdEf"
+    msg = render([arn]).task(TASK)["msg"]
+    assert f"secret '{arn}' is an ARN in region eu-west-1, but the module uses region us-east-1" in msg
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to hand the file to another user")
+def test_owner_group_mode_and_backup(render, secrets, tmp_path):
+    app = secrets.create("app", {"A": "1"})
+    dest = tmp_path / ".env"
+    assert render([app], owner="nobody", group="daemon", mode="0640").rc == 0
+    st = os.stat(dest)
+    assert (st.st_uid, st.st_gid, stat.S_IMODE(st.st_mode)) == (65534, 1, 0o640)
+
+    old = dest.read_bytes()
+    secrets.update(app, {"A": "2"})
+    result = render([app], backup=True, mode="0640").task(TASK)
+    assert pathlib.Path(result["backup_file"]).read_bytes() == old
+    st = os.stat(dest)
+    assert (st.st_uid, st.st_gid) == (65534, 1)  # a replaced file keeps its owner and group
