@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark ec2ops.stack.secrets_dotenv: wall time and Secrets Manager calls for 1, 20 and 100 secrets.
 
 Starts its own moto server on a free 127.0.0.1 port, creates secrets of 20 keys each and runs

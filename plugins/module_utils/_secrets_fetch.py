@@ -20,8 +20,19 @@ Nothing here handles or reports a secret value.
 
 try:
     from botocore.exceptions import BotoCoreError, ClientError
-except ImportError:  # pragma: no cover - AnsibleAWSModule reports the missing SDK
-    BotoCoreError = ClientError = type("BotocoreMissing", (Exception,), {})
+except ImportError:  # AnsibleAWSModule reports the missing SDK; these keep the module importable and testable.
+
+    class BotoCoreError(Exception):
+        """Stand-in for botocore.exceptions.BotoCoreError."""
+
+    class ClientError(Exception):
+        """Stand-in for botocore.exceptions.ClientError (same constructor and ``response``)."""
+
+        def __init__(self, error_response, operation_name):
+            super().__init__(f"{error_response.get('Error', {}).get('Code')} ({operation_name})")
+            self.response = error_response
+            self.operation_name = operation_name
+
 
 BATCH_SIZE = 20
 # Errors that concern the caller, not a secret: retrying secret by secret cannot help.

@@ -1,7 +1,7 @@
 #!/usr/bin/python
 # Copyright (c) ec2ops.stack contributors
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
-# ruff: noqa: E402 - Ansible modules put DOCUMENTATION, EXAMPLES and RETURN before the imports.
+
 
 DOCUMENTATION = r"""
 module: secrets_dotenv
@@ -214,8 +214,10 @@ dest:
   returned: always
   type: str
   sample: /srv/app/.env
-keys:
-  description: Names of the variables in the file, sorted (never values).
+variables:
+  description:
+    - Names of the variables in the file, sorted (never values).
+    - Called C(variables), not C(keys), because C(result.keys) would be the dictionary method in Jinja.
   returned: always
   type: list
   elements: str
@@ -249,7 +251,7 @@ secrets:
       type: list
       elements: str
       sample: [AWSCURRENT]
-    keys:
+    variables:
       description: Variable names this secret provided (before precedence was applied).
       type: list
       elements: str
@@ -362,7 +364,7 @@ def read_secrets(module, specs):
             problems.append(str(e))
             continue
         sources.append((spec.label, values))
-        records.append(dict(result.record(spec.id), found=True, keys=sorted(values)))
+        records.append(dict(result.record(spec.id), found=True, variables=sorted(values)))
     if problems:
         module.fail_json(
             msg=f"{len(problems)} of {len(specs)} secret(s) cannot be used: " + "; ".join(problems),
@@ -423,7 +425,7 @@ def main():
     result = dict(
         changed=changed,
         dest=dest,
-        keys=sorted(variables),
+        variables=sorted(variables),
         secrets=records,
         changes=changes,
         overridden=sorted({name for name, _loser, _winner in overrides}),

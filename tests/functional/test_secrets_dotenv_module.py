@@ -80,7 +80,7 @@ def test_compose_reads_exactly_what_was_stored(render, secrets, tmp_path, compos
     assert run.rc == 0 and result["changed"], run.output
     expected = dict(HARD_CASES, TLS_KEY=HARD_CASES["PEM"], SPRING_PROFILES_ACTIVE="prod")
     expected.update(LEGACY_A="1", LEGACY_B="two words", LEGACY_C="x\ny")
-    assert result["keys"] == sorted(expected)
+    assert result["variables"] == sorted(expected)
     assert result["api_calls"] == 1  # one BatchGetSecretValue for three secrets
 
     names = sorted(expected)
@@ -181,7 +181,7 @@ def test_missing_and_optional_secrets(render, secrets, tmp_path):
 
     run = render([app, {"id": missing, "optional": True}])
     result = run.task(TASK)
-    assert run.rc == 0 and result["keys"] == ["A"]
+    assert run.rc == 0 and result["variables"] == ["A"]
     assert result["secrets"][1] == {"id": missing, "found": False, "reason": "missing"}
     assert any(f"optional secret '{missing}' does not exist" in w for w in result["warnings"])
 
@@ -194,7 +194,7 @@ def test_deleted_secret(render, secrets):
     assert run.rc != 0
     assert f"secret '{gone}' is deleted or scheduled for deletion" in run.task(TASK)["msg"]
     result = render([app, {"id": gone, "optional": True}]).task(TASK)
-    assert result["keys"] == ["A"] and result["secrets"][1]["reason"] == "deleted"
+    assert result["variables"] == ["A"] and result["secrets"][1]["reason"] == "deleted"
 
 
 def test_every_broken_secret_is_named_without_values(render, secrets, tmp_path):
@@ -305,7 +305,7 @@ def test_failure_leaves_previous_file_untouched(render, secrets, tmp_path):
 def test_batches_of_twenty(render, secrets):
     names = [secrets.create(f"s{i:02d}", {f"K{i}": str(i)}) for i in range(25)]
     result = render([*names, {"id": names[0], "version_stage": "AWSCURRENT", "prefix": "PINNED_"}]).task(TASK)
-    assert len(result["keys"]) == 26
+    assert len(result["variables"]) == 26
     assert result["api_calls"] == 3  # 20 + 5 in two batches, one GetSecretValue for the pinned entry
 
 

@@ -1,12 +1,15 @@
-"""Unit tests for the batch/fallback fetch logic, with a fake Secrets Manager client."""
+"""Unit tests for the batch/fallback fetch logic, with a fake Secrets Manager client.
+
+They use the exception classes _secrets_fetch catches: botocore's when it is installed, its
+stand-ins otherwise (ansible-test units does not install botocore).
+"""
 
 import pytest
-
-botocore_exceptions = pytest.importorskip("botocore.exceptions")
-
-from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_env import normalize_specs  # noqa: E402
-from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_fetch import (  # noqa: E402
+from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_env import normalize_specs
+from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_fetch import (
     BATCH_SIZE,
+    BotoCoreError,
+    ClientError,
     FetchAborted,
     FetchFailure,
     SecretValue,
@@ -14,7 +17,6 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_fetch import
     fetch_secrets,
 )
 
-ClientError = botocore_exceptions.ClientError
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf"
 
 
@@ -205,7 +207,7 @@ def test_credential_errors_abort(code):
 
 
 def test_connection_errors_abort():
-    error = botocore_exceptions.EndpointConnectionError(endpoint_url="http://127.0.0.1:9")
+    error = BotoCoreError()
     with pytest.raises(FetchAborted, match="cannot reach Secrets Manager") as e:
         fetch_secrets(FakeClient({"a": "x"}, batch=error), specs("a"))
     assert e.value.__cause__ is error
