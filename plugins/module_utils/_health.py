@@ -1,0 +1,163 @@
+# Copyright (c) ec2ops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Health checks for a deployed container: the container's own healthcheck and/or HTTP.
+
+This is a private module_utils (leading underscore): no stable API.
+
+A check answers ``(ok, detail)``. ``wait_healthy`` polls until the checks pass
+``healthy_threshold`` times in a row, the container dies, or the deadline passes;
+``watch`` keeps polling a healthy container for a window and reports the first
+``retries`` consecutive failures. Time and sleeping are injectable for unit tests.
+"""
+
+import re
+import time
+import urllib.error
+import urllib.request
+
+DEFAULT_HEALTH = {
+    "container": True,
+    "url": None,
+    "status": 200,
+    "body": None,
+    "interval": 1.0,
+    "timeout": 2.0,
+    "retries": 3,
+    "start_period": 0.0,
+    "healthy_threshold": 1,
+}
+
+
+class HealthSpecError(ValueError):
+    """A health option that cannot be used; the message names it."""
+
+
+def normalize_health(service, spec):
+    """Merge a user's health options over the defaults and check them."""
+    spec = dict(spec or {})
+    unknown = sorted(set(spec) - set(DEFAULT_HEALTH))
+    if unknown:
+        raise HealthSpecError(
+            f"services.{service}.health: unknown option(s) {', '.join(unknown)}; "
+            f"known: {', '.join(sorted(DEFAULT_HEALTH))}"
+        )
+    merged = dict(DEFAULT_HEALTH)
+    merged.update({k: v for k, v in spec.items() if v is not None})
+    for key in ("interval", "timeout", "start_period"):
+        try:
+            merged[key] = float(merged[key])
+        except (TypeError, ValueError):
+            raise HealthSpecError(f"services.{service}.health.{key} must be a number of seconds") from None
+        if merged[key] < 0:
+            raise HealthSpecError(f"services.{service}.health.{key} must not be negative")
+    for key in ("retries", "healthy_threshold", "status"):
+        try:
+            merged[key] = int(merged[key])
+        except (TypeError, ValueError):
+            raise HealthSpecError(f"services.{service}.health.{key} must be a whole number") from None
+    if merged["retries"] < 1 or merged["healthy_threshold"] < 1:
+        raise HealthSpecError(f"services.{service}.health: retries and healthy_threshold must be at least 1")
+    if merged["url"] is not None and not re.match(r"https?://", str(merged["url"])):
+        raise HealthSpecError(f"services.{service}.health.url must start with http:// or https://")
+    if merged["body"] is not None:
+        try:
+            re.compile(merged["body"])
+        except re.error as exc:
+            raise HealthSpecError(f"services.{service}.health.body is not a valid regular expression: {exc}") from None
+    return merged
+
+
+def container_state_check(state):
+    """Judge a container from ``docker inspect``'s ``.State``: ``(ok, detail, fatal)``.
+
+    ``fatal`` means waiting longer cannot help (the container exited or keeps restarting).
+    A container without a healthcheck counts as healthy while it runs.
+    """
+    if not state:
+        return False, "container not found", True
+    status = state.get("Status")
+    if status in ("exited", "dead"):
+        return False, f"container {status} with code {state.get('ExitCode')}", True
+    if state.get("Restarting") or status == "restarting":
+        return False, "container is restarting (crash loop)", True
+    if status != "running":
+        return False, f"container is {status}", False
+    health = (state.get("Health") or {}).get("Status")
+    if health is None:
+        return True, "running (no container healthcheck)", False
+    if health == "healthy":
+        return True, "container healthcheck: healthy", False
+    log = (state.get("Health") or {}).get("Log") or []
+    last = log[-1].get("Output", "").strip()[-200:] if log else ""
+    # Docker says unhealthy only after the check failed `retries` times: the app's own verdict.
+    return (
+        False,
+        f"container healthcheck: {health}" + (f" (last output: {last})" if last else ""),
+        health == "unhealthy",
+    )
+
+
+def http_check(url, status=200, body=None, timeout=2.0, opener=urllib.request.urlopen):
+    """GET ``url``: ``(ok, detail)``; detail has the status and the start of the body."""
+    try:
+        with opener(urllib.request.Request(url, method="GET"), timeout=timeout) as response:  # noqa: S310
+            code = response.status
+            text = response.read(4096).decode("utf-8", "replace")
+    except urllib.error.HTTPError as exc:
+        code = exc.code
+        text = exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
+    except (urllib.error.URLError, OSError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return False, f"GET {url}: {reason}"
+    snippet = " ".join(text.split())[:200]
+    if code != status:
+        return False, f"GET {url}: HTTP {code}, expected {status}; body: {snippet}"
+    if body is not None and not re.search(body, text):
+        return False, f"GET {url}: HTTP {code} but the body does not match {body!r}; body: {snippet}"
+    return True, f"GET {url}: HTTP {code}"
+
+
+class HealthResult:
+    def __init__(self, ok, detail, seconds, fatal=False):
+        self.ok = ok
+        self.detail = detail
+        self.seconds = seconds
+        self.fatal = fatal
+
+
+def wait_healthy(check, spec, deadline, clock=time.monotonic, sleep=time.sleep):
+    """Poll ``check()`` -> ``(ok, detail, fatal)`` until healthy, fatal, or ``deadline`` (a clock value)."""
+    start = clock()
+    passes = 0
+    detail = "not checked yet"
+    while True:
+        ok, detail, fatal = check()
+        now = clock()
+        if ok:
+            passes += 1
+            if passes >= spec["healthy_threshold"]:
+                return HealthResult(True, detail, now - start)
+        else:
+            passes = 0
+            if fatal:
+                return HealthResult(False, detail, now - start, fatal=True)
+        if now + spec["interval"] > deadline:
+            return HealthResult(False, f"not healthy within the wait timeout; last check: {detail}", now - start)
+        sleep(spec["interval"])
+
+
+def watch(check, spec, seconds, clock=time.monotonic, sleep=time.sleep):
+    """Keep checking for ``seconds``; fail on ``retries`` consecutive failures or a fatal one."""
+    start = clock()
+    failures = 0
+    detail = "healthy"
+    while clock() - start < seconds:
+        ok, detail, fatal = check()
+        if ok:
+            failures = 0
+        else:
+            failures += 1
+            if fatal or failures >= spec["retries"]:
+                return HealthResult(False, detail, clock() - start, fatal=fatal)
+        sleep(spec["interval"])
+    return HealthResult(True, detail, clock() - start)

@@ -1,0 +1,298 @@
+#!/usr/bin/python
+# Copyright (c) ec2ops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+
+DOCUMENTATION = r"""
+---
+module: compose_deploy
+short_description: Health-checked Docker Compose releases with automatic rollback and history
+version_added: 0.1.0
+description:
+  - Deploys a release of a Docker Compose v2 project on the host it runs on, one service at a time in
+    dependency order, and waits for each service's health before going on.
+  - Every image is pulled before anything stops, so a missing image or a failed registry login changes nothing.
+  - C(recreate) services are replaced in place and health-checked. C(rolling) services (stateless HTTP behind the
+    ec2ops.stack.nginx role) get a new container beside the old one; once it is healthy the nginx upstream switches
+    to it, the old workers drain, and the old container stops in the background, so no request fails and the old
+    container's stop timeout is not on the deploy's path. Compose files with C(container_name) or fixed host
+    C(ports) work, because a generated override frees rolling services from both.
+  - After cut-over every service is watched for O(verify_seconds). A failed health check, during the wait or the
+    watch, restores the previous release exactly (pinned image digests, compose files and env files as they were)
+    behind the same health gate, and the task fails saying what failed, what was done and what to do next.
+  - Keeps O(keep_releases) releases in C(<project_dir>/.ec2ops/history.json) with their files (0600) for rollback,
+    appends every deploy and rollback to C(<project_dir>/.ec2ops/audit.log), and holds a per-project lock.
+  - With O(state=rolled_back) it restores the previous release, or a named one, behind the same health gate.
+  - Needs the docker CLI and the Compose v2 plugin on the host; no Python Docker SDK.
+author:
+  - ec2ops.stack maintainers
+options:
+  project_dir:
+    description: Directory of the Compose project; compose and env files are named relative to it.
+    type: path
+    required: true
+  project_name:
+    description: Compose project name. Defaults to the base name of O(project_dir).
+    type: str
+  files:
+    description: Compose files, relative to O(project_dir). Defaults to the first of C(compose.yaml), C(compose.yml),
+      C(docker-compose.yaml), C(docker-compose.yml) found.
+    type: list
+    elements: str
+    default: []
+  env_files:
+    description:
+      - Env files (relative to O(project_dir)) used for interpolation and snapshotted with the release, so a rollback
+        restores the environment that release ran with. Defaults to C(.env) when it exists.
+      - Files named in services' C(env_file) should be listed here too so they are restored on rollback.
+    type: list
+    elements: str
+  profiles:
+    description: Compose profiles to enable.
+    type: list
+    elements: str
+    default: []
+  release:
+    description:
+      - Release id (a git sha or tag). Defaults to a digest of the images and files, so deploying the same thing
+        twice changes nothing.
+      - With O(state=rolled_back), V(previous) or the id of a kept release.
+    type: str
+  images:
+    description: "Image per service for this release, e.g. C({api: registry.example.com/api:v42})."
+    type: dict
+    default: {}
+  services:
+    description:
+      - Per-service deploy options. Services not named here are recreated and judged by their container state
+        (and container healthcheck, if the image or compose file defines one).
+      - C(strategy) is V(recreate) (default) or V(rolling). Rolling needs C(nginx_upstream) (the upstream name in the
+        nginx role) and C(port) (the container port), and may set C(drain_timeout) (seconds, default 30) and
+        C(stop_timeout) (seconds the old container gets to stop, default 10).
+      - C(health) has C(container) (bool, default true, require the container healthcheck to be healthy where there
+        is one), C(url) (HTTP check; C({ip}) is replaced by the container's address, e.g.
+        C(http://{ip}:8080/api/v1/health)), C(status) (default 200), C(body) (regular expression), C(interval)
+        (seconds, default 1), C(timeout) (default 2), C(retries) (consecutive failures that make a watched service
+        unhealthy, default 3), C(start_period) (seconds before the first check, default 0) and C(healthy_threshold)
+        (consecutive passes needed, default 1).
+    type: dict
+    default: {}
+  wait_timeout:
+    description: Seconds a release gets to become healthy (all services together) before it is rolled back.
+    type: int
+    default: 120
+  verify_seconds:
+    description: Seconds to keep checking every service after cut-over; a failure then rolls back too. 0 turns it off.
+    type: int
+    default: 30
+  keep_releases:
+    description: Releases kept in the history (with their files and images); older ones are dropped.
+    type: int
+    default: 5
+  pull:
+    description:
+      - V(always) pulls every image; V(missing) pulls images not on the host; V(never) pulls nothing (images must
+        be there).
+    type: str
+    choices: [always, missing, never]
+    default: always
+  prune_images:
+    description: After a successful deploy, remove this project's images that no kept release needs.
+    type: bool
+    default: true
+  lock_timeout:
+    description: Seconds to wait for another deploy of the same project to finish before failing, naming it.
+    type: int
+    default: 0
+  secret_versions:
+    description: What ec2ops.stack.secrets_dotenv returned in RV(ec2ops.stack.secrets_dotenv#module:secrets), kept
+      with the release so the history says which secret versions it ran with.
+    type: list
+    elements: dict
+    default: []
+  nginx_switch_command:
+    description: The upstream switch command the ec2ops.stack.nginx role installs.
+    type: path
+    default: /usr/local/sbin/ec2ops-nginx-upstream
+  failure_log_lines:
+    description: Log lines of a failed container shown in the failure message.
+    type: int
+    default: 10
+  deployed_by:
+    description: Who deploys, for the history and audit log. Defaults to C(SUDO_USER) or the user running the module.
+    type: str
+  state:
+    description: V(deployed) deploys O(release); V(rolled_back) restores the release named by O(release).
+    type: str
+    choices: [deployed, rolled_back]
+    default: deployed
+attributes:
+  check_mode:
+    support: full
+    description: Reports whether the release would change, and the images before and after, without touching the host.
+  diff_mode:
+    support: full
+    description: The release and images before and after.
+  idempotent:
+    support: full
+    description: Deploying the release that is already running and healthy reports no change.
+notes:
+  - Apply it to the host that runs the project (it calls the local docker CLI), with C(become) where needed.
+  - The rolling strategy needs the nginx role on the same host. The generated override removes C(container_name) and
+    host C(ports) from a rolling service, so nginx reaches it by its container address, not a host port.
+seealso:
+  - module: ec2ops.stack.secrets_dotenv
+"""
+
+EXAMPLES = r"""
+- name: Deploy release v42 of the shop, rolling the API behind nginx
+  ec2ops.stack.compose_deploy:
+    project_dir: /opt/shop
+    release: v42
+    images:
+      api: 123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/shop-api:v42
+      worker: 123456789012.dkr.ecr.ap-northeast-2.amazonaws.com/shop-worker:v42
+    services:
+      api:
+        strategy: rolling
+        nginx_upstream: shop_api
+        port: 8080
+        health:
+          url: "http://{ip}:8080/api/v1/health"
+          body: '"status": *"ok"'
+      worker:
+        strategy: recreate
+    secret_versions: "{{ shop_env.secrets }}"
+  register: deploy
+
+- name: Roll back to the previous release
+  ec2ops.stack.compose_deploy:
+    project_dir: /opt/shop
+    state: rolled_back
+    release: previous
+
+- name: Roll back to a named release
+  ec2ops.stack.compose_deploy:
+    project_dir: /opt/shop
+    state: rolled_back
+    release: v41
+"""
+
+RETURN = r"""
+release:
+  description: The release deployed (or rolled back to).
+  returned: always
+  type: str
+  sample: v42
+previous_release:
+  description: The release that was current before this run.
+  returned: always
+  type: str
+  sample: v41
+rolled_back:
+  description: Whether a rollback happened (automatic after a failed health check, or asked for).
+  returned: always
+  type: bool
+rolled_back_to:
+  description: The release serving after an automatic rollback.
+  returned: when an automatic rollback happened
+  type: str
+services:
+  description: Per service, the strategy, the pinned image before and after, the health result and seconds to healthy.
+  returned: on deploy
+  type: dict
+  sample: {api: {strategy: rolling, old_image: "repo/api@sha256:1f..", new_image: "repo/api@sha256:9c..",
+                 health: healthy, seconds_to_healthy: 5.2}}
+durations:
+  description: Seconds spent pulling, verifying and in total.
+  returned: on deploy
+  type: dict
+  sample: {pull: 3.1, verify: 30.0, total: 41.7}
+pruned_images:
+  description: Images removed after the deploy (none a kept release needs).
+  returned: after a successful deploy with prune_images
+  type: list
+  elements: str
+story:
+  description: What happened, line by line, as the deploy summary shows it.
+  returned: always
+  type: list
+  elements: str
+"""
+
+import datetime
+import getpass
+import os
+
+from ansible.module_utils.basic import AnsibleModule
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Docker, DockerError
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import (
+    Deployer,
+    DeployError,
+    DeployFailed,
+)
+from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
+from ansible_collections.ec2ops.stack.plugins.module_utils._health import HealthSpecError
+from ansible_collections.ec2ops.stack.plugins.module_utils._release_history import HistoryError
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=dict(
+            project_dir=dict(type="path", required=True),
+            project_name=dict(type="str"),
+            files=dict(type="list", elements="str", default=[]),
+            env_files=dict(type="list", elements="str"),
+            profiles=dict(type="list", elements="str", default=[]),
+            release=dict(type="str"),
+            images=dict(type="dict", default={}),
+            services=dict(type="dict", default={}),
+            wait_timeout=dict(type="int", default=120),
+            verify_seconds=dict(type="int", default=30),
+            keep_releases=dict(type="int", default=5),
+            pull=dict(type="str", choices=["always", "missing", "never"], default="always"),
+            prune_images=dict(type="bool", default=True),
+            lock_timeout=dict(type="int", default=0),
+            secret_versions=dict(type="list", elements="dict", default=[]),
+            nginx_switch_command=dict(type="path", default="/usr/local/sbin/ec2ops-nginx-upstream"),
+            failure_log_lines=dict(type="int", default=10),
+            deployed_by=dict(type="str"),
+            state=dict(type="str", choices=["deployed", "rolled_back"], default="deployed"),
+        ),
+        required_if=[("state", "rolled_back", ["release"])],
+        supports_check_mode=True,
+    )
+    params = dict(module.params)
+    params["deployed_by"] = params["deployed_by"] or os.environ.get("SUDO_USER") or getpass.getuser()
+    docker = Docker(lambda argv: module.run_command(argv, check_rc=False), module.get_bin_path("docker", required=True))
+    try:
+        deployer = Deployer(docker, params)
+    except (DeployError, HistoryError, HealthSpecError) as exc:
+        module.fail_json(msg=str(exc))
+
+    lock = DeployLock(f"{deployer.state_dir}/deploy.lock", params["lock_timeout"])
+    try:
+        if not module.check_mode:
+            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+            who = params["deployed_by"]
+            lock.acquire({"user": who, "release": params["release"], "pid": os.getpid(), "started": now})
+        if params["state"] == "rolled_back":
+            result = deployer.rollback(params["release"], module.check_mode)
+        else:
+            result = deployer.deploy(module.check_mode)
+    except LockHeld as exc:
+        module.fail_json(msg=str(exc), holder=exc.holder)
+    except (DeployError, HistoryError, DockerError) as exc:
+        module.fail_json(msg=str(exc), story=deployer.story)
+    except DeployFailed as exc:
+        module.fail_json(msg=str(exc), story=deployer.story, **exc.result)
+    finally:
+        lock.release()
+
+    diff = result.pop("diff", None)
+    if module._diff and diff:
+        result["diff"] = diff
+    module.exit_json(story=deployer.story, **result)
+
+
+if __name__ == "__main__":
+    main()

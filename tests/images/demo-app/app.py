@@ -1,0 +1,78 @@
+"""ec2ops demo app: a tiny HTTP service for deploy tests, benchmarks and the local demo.
+
+GET /                 {"version": APP_VERSION, "hostname": ...}
+GET /api/v1/health    200 {"status": "ok", ...} when healthy; 503 otherwise
+                      (with DATABASE_URL set, healthy means Postgres answers a TCP connect)
+
+Behaviour switches (environment):
+  APP_VERSION      reported version (default "dev")
+  APP_PORT         listen port (default 8080)
+  BOOT_DELAY       seconds to wait before listening, like a JVM service booting (default 0)
+  FAIL_HEALTH      "1": the health endpoint always answers 503 (a bad release)
+  IGNORE_SIGTERM   "1": ignore SIGTERM, as many real services do (docker stop then waits)
+  DATABASE_URL     postgres://user:pass@host:port/db, checked by the health endpoint
+"""
+
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import urllib.parse
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+VERSION = os.environ.get("APP_VERSION", "dev")
+HOSTNAME = socket.gethostname()
+
+
+def database_ok():
+    url = os.environ.get("DATABASE_URL", "")
+    if not url:
+        return True, "no database configured"
+    parsed = urllib.parse.urlparse(url)
+    try:
+        with socket.create_connection((parsed.hostname, parsed.port or 5432), timeout=2):
+            return True, "database reachable"
+    except OSError as exc:
+        return False, f"database unreachable: {exc.__class__.__name__}"
+
+
+class Handler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _send(self, status, payload):
+        body = json.dumps(payload).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):  # noqa: N802 (http.server's naming)
+        if self.path.startswith("/api/v1/health") or self.path == "/health":
+            if os.environ.get("FAIL_HEALTH") == "1":
+                self._send(503, {"status": "failing", "version": VERSION})
+                return
+            ok, detail = database_ok()
+            self._send(200 if ok else 503, {"status": "ok" if ok else "failing", "detail": detail, "version": VERSION})
+            return
+        self._send(200, {"version": VERSION, "hostname": HOSTNAME, "path": self.path})
+
+    def log_message(self, *args):
+        pass
+
+
+def main():
+    if os.environ.get("IGNORE_SIGTERM") == "1":
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    else:
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+    time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
+    server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("APP_PORT", "8080"))), Handler)
+    print(f"demo app {VERSION} listening", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
