@@ -170,8 +170,9 @@ class _Parser:
         rest = _lstrip_dotenv_space(src[offset:])
         if inherited:
             if self.strict:
+                # No name in the message: a line without '=' may be a stray value.
                 raise DotenvError(
-                    f"line {self.line}: {key!r} has no '=': Compose would take it from the host environment"
+                    f"line {self.line} has no '=': Compose would take that variable from the host environment"
                 )
             self.line += 1
             return rest
@@ -187,7 +188,7 @@ class _Parser:
                 return src[:i], i + 1, char == "\n"
             if char in "_.-[]" or unicodedata.category(char)[0] in "LN":
                 continue
-            raise DotenvError(f"line {self.line}: unexpected character {char!r} in a variable name")
+            raise DotenvError(f"line {self.line}: unexpected character in a variable name (or a line without '=')")
         # compose-go quirk: a last line without '=' is read as the value of an empty name.
         return "", 0, False
 

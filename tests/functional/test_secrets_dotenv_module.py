@@ -15,7 +15,7 @@ HERE = pathlib.Path(__file__).parent / "secrets_dotenv"
 PLAYBOOK = HERE / "render_env.yml"
 TASK = "Write the .env file"
 HARD_CASES = json.loads((HERE / "hard_cases.json").read_text())
-OPTIONS = ("env", "owner", "group", "mode", "backup", "header", "region", "endpoint_url")
+OPTIONS = ("env", "owner", "group", "mode", "backup", "header", "region", "endpoint_url", "aws_config")
 
 
 @pytest.fixture
@@ -123,39 +123,36 @@ def test_no_value_in_output_at_vvv(render, secrets, tmp_path):
         assert value not in output
 
 
-def test_check_mode_writes_nothing(render, secrets, tmp_path):
-    app = secrets.create("app", {"A": "1", "B": "2"})
-    dest = tmp_path / ".env"
-    result = render([app], check=True).task(TASK)
-    assert result["changed"] and result["changes"]["added"] == ["A", "B"]
-    assert not dest.exists()
-
-    assert render([app]).task(TASK)["changed"]
-    before = file_state(dest)
-    secrets.update(app, {"A": "1", "B": "3"})
-    result = render([app], check=True, diff=True).task(TASK)
-    assert result["changed"] and result["changes"]["changed"] == ["B"]
-    assert file_state(dest) == before
-    assert list(tmp_path.iterdir()) == [dest]
-
-
-def test_second_run_changes_nothing(render, secrets, tmp_path):
+def test_check_mode_and_idempotence(render, secrets, tmp_path):
     app = secrets.create("app", {"A": "1", "PEM": "a\nb"})
     dest = tmp_path / ".env"
-    first = render([app], header="Managed by Ansible").task(TASK)
-    assert first["changed"]
+    # Check mode on a new file: reports the change, writes nothing.
+    result = render([app], check=True, header="hdr").task(TASK)
+    assert result["changed"] and result["changes"]["added"] == ["A", "PEM"]
+    assert not dest.exists()
+
+    assert render([app], header="hdr").task(TASK)["changed"]
     before = file_state(dest)
     assert before[3] == 0o600
-    second = render([app], header="Managed by Ansible").task(TASK)
+    # Second run: nothing to do, the file is not rewritten (same inode and mtime).
+    second = render([app], header="hdr").task(TASK)
     assert not second["changed"]
     assert second["changes"] == {"added": [], "removed": [], "changed": [], "attributes": []}
-    assert file_state(dest) == before  # same inode and mtime: not rewritten
+    assert file_state(dest) == before
 
+    # A wrong mode alone is fixed in place.
     dest.chmod(0o644)
-    third = render([app], header="Managed by Ansible").task(TASK)
+    third = render([app], header="hdr").task(TASK)
     assert third["changed"] and third["changes"]["attributes"] == ["mode"]
-    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600
-    assert os.stat(dest).st_ino == before[1]
+    assert stat.S_IMODE(os.stat(dest).st_mode) == 0o600 and os.stat(dest).st_ino == before[1]
+    before = file_state(dest)
+
+    # Check mode on a changed secret: reports which key changes, leaves the file alone.
+    secrets.update(app, {"A": "2", "PEM": "a\nb"})
+    result = render([app], check=True, diff=True, header="hdr").task(TASK)
+    assert result["changed"] and result["changes"]["changed"] == ["A"]
+    assert file_state(dest) == before
+    assert list(tmp_path.iterdir()) == [dest]
 
 
 def test_diff_is_masked_and_names_changes(render, secrets, tmp_path):
@@ -170,31 +167,28 @@ def test_diff_is_masked_and_names_changes(render, secrets, tmp_path):
     assert "value" not in json.dumps(result)
 
 
-def test_missing_and_optional_secrets(render, secrets, tmp_path):
+def test_missing_deleted_and_optional_secrets(render, secrets, tmp_path):
     app = secrets.create("app", {"A": "1"})
     missing = secrets.prefix + "missing"
-    run = render([app, missing])
-    assert run.rc != 0
-    msg = run.task(TASK)["msg"]
-    assert f"secret '{missing}' does not exist (ResourceNotFoundException) in region us-east-1" in msg
-    assert not (tmp_path / ".env").exists()
-
-    run = render([app, {"id": missing, "optional": True}])
-    result = run.task(TASK)
-    assert run.rc == 0 and result["variables"] == ["A"]
-    assert result["secrets"][1] == {"id": missing, "found": False, "reason": "missing"}
-    assert any(f"optional secret '{missing}' does not exist" in w for w in result["warnings"])
-
-
-def test_deleted_secret(render, secrets):
-    app = secrets.create("app", {"A": "1"})
     gone = secrets.create("gone", {"B": "2"})
     secrets.client.delete_secret(SecretId=gone, RecoveryWindowInDays=7)
-    run = render([app, gone])
+    run = render([app, missing, gone])
     assert run.rc != 0
-    assert f"secret '{gone}' is deleted or scheduled for deletion" in run.task(TASK)["msg"]
-    result = render([app, {"id": gone, "optional": True}]).task(TASK)
-    assert result["variables"] == ["A"] and result["secrets"][1]["reason"] == "deleted"
+    msg = run.task(TASK)["msg"]
+    assert msg.startswith("2 of 3 secret(s) cannot be used")
+    assert f"secret '{missing}' does not exist (ResourceNotFoundException) in region us-east-1" in msg
+    assert f"secret '{gone}' is deleted or scheduled for deletion" in msg
+    assert not (tmp_path / ".env").exists()
+
+    run = render([app, {"id": missing, "optional": True}, {"id": gone, "optional": True}])
+    result = run.task(TASK)
+    assert run.rc == 0 and result["variables"] == ["A"]
+    assert result["secrets"][1:] == [
+        {"id": missing, "found": False, "reason": "missing"},
+        {"id": gone, "found": False, "reason": "deleted"},
+    ]
+    assert any(f"optional secret '{missing}' does not exist" in w for w in result["warnings"])
+    assert any(f"optional secret '{gone}' is deleted" in w for w in result["warnings"])
 
 
 def test_every_broken_secret_is_named_without_values(render, secrets, tmp_path):
@@ -311,7 +305,7 @@ def test_batches_of_twenty(render, secrets):
 
 def test_unreachable_endpoint_and_wrong_region(render, secrets):
     app = secrets.create("app", {"A": "1"})
-    run = render([app], endpoint_url="http://127.0.0.1:9")
+    run = render([app], endpoint_url="http://127.0.0.1:9", aws_config={"retries": {"max_attempts": 1}})
     assert run.rc != 0
     msg = run.task(TASK)["msg"]
     assert "cannot reach Secrets Manager (region us-east-1 at http://127.0.0.1:9)" in msg

@@ -19,3 +19,7 @@ def _importable():
 
 if not _importable():
     sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / ".collections"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "secrets_dotenv: tests of the secrets_dotenv module utils (-k dotenv)")

@@ -17,6 +17,9 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import (
     write_atomic,
 )
 
+# Selected by `pytest -k dotenv` with the rest of the secrets_dotenv tests.
+pytestmark = pytest.mark.secrets_dotenv
+
 
 @pytest.mark.parametrize(
     ("mode", "expected"),

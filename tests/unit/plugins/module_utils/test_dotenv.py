@@ -147,7 +147,7 @@ def test_parse(text, expected):
         ("A='unterminated", "line 1: unterminated quoted value for 'A'"),
         ('A=1\nB="x\n', "line 2: unterminated quoted value for 'B'"),
         ("A B=1", "cannot contain a space"),
-        ("A$=1", "unexpected character '$'"),
+        ("A$=1", "line 1: unexpected character in a variable name"),
         ("A=${N:?must}", "requires variable 'N'"),
         ("A=${N?must}", "requires variable 'N'"),
         ("E=\nA=${E:?must}", "requires variable 'E'"),
@@ -164,7 +164,7 @@ def test_parse_errors(text, message):
         ("A=$UNDEFINED", "not defined earlier"),
         ("A=${UNDEFINED}", "not defined earlier"),
         ('A="${UNDEFINED}"', "not defined earlier"),
-        ("INHERITED\nA=1", "has no '='"),
+        ("INHERITED\nA=1", "line 1 has no '='"),
         ("A=${B:-${C}}", "invalid, nested or not supported"),
         ("A=${}", "invalid, nested or not supported"),
         ("A=${1}", "invalid, nested or not supported"),
@@ -192,6 +192,10 @@ def test_parse_error_messages_do_not_contain_values():
     with pytest.raises(DotenvError) as e:
         parse("PASSWORD='hunter2-topsecret")
     assert "hunter2" not in str(e.value)
+    for stray in ("hunter2-topsecret", "hunter2!topsecret", "hunter2 topsecret"):
+        with pytest.raises(DotenvError) as e:
+            parse(f"A=1\n{stray}\nB=2")
+        assert "hunter2" not in str(e.value) and "!" not in str(e.value)
     with pytest.raises(DotenvError) as e:
         parse("PASSWORD=pa$sw0rd-topsecret")
     assert "sw0rd" not in str(e.value)

@@ -16,6 +16,9 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_env import (
     secret_variables,
 )
 
+# Selected by `pytest -k dotenv` with the rest of the secrets_dotenv tests.
+pytestmark = pytest.mark.secrets_dotenv
+
 
 def spec(**entry):
     entry.setdefault("id", "app/secret")

@@ -19,6 +19,9 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_fetch import
 
 ARN = "arn:aws:secretsmanager:us-east-1:123456789012:secret:{}-AbCdEf"
 
+# Selected by `pytest -k dotenv` with the rest of the secrets_dotenv tests.
+pytestmark = pytest.mark.secrets_dotenv
+
 
 def client_error(code, message="", operation="GetSecretValue"):
     return ClientError({"Error": {"Code": code, "Message": message}}, operation)
