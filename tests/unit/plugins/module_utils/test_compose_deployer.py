@@ -1,0 +1,45 @@
+import pytest
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import (
+    DeployError,
+    pinned_reference,
+    rolling_conflicts,
+    topological_order,
+)
+
+
+def test_topological_order_puts_dependencies_first():
+    services = {
+        "api": {"depends_on": {"db": {}, "cache": {}}},
+        "worker": {"depends_on": {"api": {}}},
+        "db": {},
+        "cache": {"depends_on": {"db": {}}},
+    }
+    order = topological_order(services)
+    assert sorted(order) == sorted(services)
+    for name, svc in services.items():
+        for dep in svc.get("depends_on", {}):
+            assert order.index(dep) < order.index(name)
+
+
+def test_topological_order_refuses_cycles():
+    with pytest.raises(DeployError, match="cycle"):
+        topological_order({"a": {"depends_on": {"b": {}}}, "b": {"depends_on": {"a": {}}}})
+
+
+def test_rolling_conflicts_name_what_blocks_two_copies():
+    seed_style = {"container_name": "api", "ports": [{"published": "8000", "target": 8080}]}
+    assert rolling_conflicts("api", seed_style) == ["container_name: api", "ports: 8000:8080"]
+    assert rolling_conflicts("api", {"ports": [{"target": 8080}]}) == []
+
+
+@pytest.mark.parametrize(
+    ("image", "expected"),
+    [
+        ("reg:5000/api:v2", "reg:5000/api@sha256:bb"),
+        ("reg:5000/api", "reg:5000/api@sha256:bb"),
+        ("other/api:v2", "sha256:id"),
+    ],
+)
+def test_pinned_reference_prefers_the_matching_repo_digest(image, expected):
+    inspect = {"Id": "sha256:id", "RepoDigests": ["mirror/api@sha256:aa", "reg:5000/api@sha256:bb"]}
+    assert pinned_reference(image, inspect) == expected

@@ -1,0 +1,40 @@
+import fcntl
+import json
+
+import pytest
+from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
+
+
+def test_lock_records_the_holder_and_releases(tmp_path):
+    path = tmp_path / ".ec2ops" / "deploy.lock"
+    lock = DeployLock(str(path)).acquire({"user": "alice", "release": "v1"})
+    assert json.loads(path.read_text()) == {"release": "v1", "user": "alice"}
+    assert path.stat().st_mode & 0o777 == 0o600
+    lock.release()
+    assert path.read_text() == ""
+    DeployLock(str(path)).acquire({"user": "bob"}).release()
+
+
+def test_a_held_lock_is_refused_naming_the_holder_after_the_timeout(tmp_path):
+    path = tmp_path / "deploy.lock"
+    first = DeployLock(str(path)).acquire({"user": "alice", "release": "v7", "pid": 42, "started": "t0"})
+    now = [0.0]
+    sleeps = []
+
+    def sleep(seconds):
+        sleeps.append(seconds)
+        now[0] += seconds
+
+    with pytest.raises(LockHeld) as info:
+        DeployLock(str(path), timeout=3, clock=lambda: now[0], sleep=sleep).acquire({"user": "bob"})
+    assert "user alice, release v7, pid 42, since t0" in str(info.value)
+    assert "waited 3s" in str(info.value) and sum(sleeps) >= 3
+    first.release()
+
+
+def test_the_kernel_releases_the_lock_of_a_dead_holder(tmp_path):
+    path = tmp_path / "deploy.lock"
+    with open(path, "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+    # The file was closed (as when the holder dies): the lock is free again.
+    DeployLock(str(path)).acquire({"user": "bob"}).release()

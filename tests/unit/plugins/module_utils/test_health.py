@@ -1,0 +1,132 @@
+import io
+import urllib.error
+
+import pytest
+from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
+    HealthSpecError,
+    container_state_check,
+    http_check,
+    normalize_health,
+    wait_healthy,
+    watch,
+)
+
+
+class FakeClock:
+    def __init__(self):
+        self.now = 0.0
+
+    def __call__(self):
+        return self.now
+
+    def sleep(self, seconds):
+        self.now += seconds
+
+
+def test_normalize_fills_defaults_and_rejects_bad_options():
+    spec = normalize_health("api", {"url": "http://{ip}:8080/health", "interval": "0.5"})
+    assert spec["interval"] == 0.5 and spec["status"] == 200 and spec["retries"] == 3
+    for bad, message in (
+        ({"urll": "x"}, "unknown option"),
+        ({"url": "ftp://x"}, "must start with http"),
+        ({"interval": "soon"}, "interval must be a number"),
+        ({"retries": 0}, "at least 1"),
+        ({"body": "("}, "not a valid regular expression"),
+        ({"timeout": -1}, "must not be negative"),
+    ):
+        with pytest.raises(HealthSpecError, match=message):
+            normalize_health("api", bad)
+
+
+@pytest.mark.parametrize(
+    ("state", "ok", "fatal", "text"),
+    [
+        (None, False, True, "not found"),
+        ({"Status": "exited", "ExitCode": 3}, False, True, "exited with code 3"),
+        ({"Status": "running", "Restarting": True}, False, True, "restarting"),
+        ({"Status": "created"}, False, False, "created"),
+        ({"Status": "running"}, True, False, "no container healthcheck"),
+        ({"Status": "running", "Health": {"Status": "healthy"}}, True, False, "healthy"),
+        ({"Status": "running", "Health": {"Status": "starting"}}, False, False, "starting"),
+        (
+            {"Status": "running", "Health": {"Status": "unhealthy", "Log": [{"Output": "curl: (22) 503\n"}]}},
+            False,
+            True,
+            "last output: curl: (22) 503",
+        ),
+    ],
+)
+def test_container_state_check(state, ok, fatal, text):
+    got_ok, detail, got_fatal = container_state_check(state)
+    assert (got_ok, got_fatal) == (ok, fatal)
+    assert text in detail
+
+
+class Response(io.BytesIO):
+    def __init__(self, status, body):
+        super().__init__(body.encode())
+        self.status = status
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+def test_http_check_status_body_and_errors():
+    assert http_check("http://x/h", opener=lambda req, timeout: Response(200, '{"status": "ok"}'))[0]
+    ok, detail = http_check("http://x/h", body='"ok"', opener=lambda req, timeout: Response(200, '{"status": "down"}'))
+    assert not ok and "does not match" in detail and "down" in detail
+
+    def http_error(req, timeout):
+        raise urllib.error.HTTPError("http://x/h", 503, "Service Unavailable", {}, io.BytesIO(b"failing"))
+
+    ok, detail = http_check("http://x/h", opener=http_error)
+    assert not ok and "HTTP 503, expected 200; body: failing" in detail
+
+    def refused(req, timeout):
+        raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
+
+    ok, detail = http_check("http://x/h", opener=refused)
+    assert not ok and "Connection refused" in detail
+
+
+def sequence(*results):
+    items = list(results)
+
+    def check():
+        return items.pop(0) if len(items) > 1 else items[0]
+
+    return check
+
+
+def test_wait_healthy_needs_consecutive_passes():
+    clock = FakeClock()
+    spec = normalize_health("api", {"interval": 1, "healthy_threshold": 2})
+    check = sequence((True, "ok", False), (False, "blip", False), (True, "ok", False), (True, "ok", False))
+    result = wait_healthy(check, spec, deadline=60, clock=clock, sleep=clock.sleep)
+    assert result.ok and result.seconds == 3
+
+
+def test_wait_healthy_stops_at_the_deadline_and_on_fatal():
+    clock = FakeClock()
+    spec = normalize_health("api", {"interval": 1})
+    result = wait_healthy(sequence((False, "503", False)), spec, deadline=5, clock=clock, sleep=clock.sleep)
+    assert not result.ok and not result.fatal and "last check: 503" in result.detail
+    assert clock.now <= 5
+    clock = FakeClock()
+    check = sequence((False, "starting", False), (False, "exited", True))
+    result = wait_healthy(check, spec, deadline=60, clock=clock, sleep=clock.sleep)
+    assert not result.ok and result.fatal and result.detail == "exited" and clock.now == 1
+
+
+def test_watch_fails_after_retries_consecutive_failures_only():
+    clock = FakeClock()
+    spec = normalize_health("api", {"interval": 1, "retries": 2})
+    flappy = sequence((False, "x", False), (True, "ok", False), (False, "x", False), (True, "ok", False))
+    assert watch(flappy, spec, 10, clock=clock, sleep=clock.sleep).ok
+    clock = FakeClock()
+    down = sequence((True, "ok", False), (False, "503", False), (False, "503", False))
+    result = watch(down, spec, 10, clock=clock, sleep=clock.sleep)
+    assert not result.ok and result.detail == "503" and clock.now == 2
