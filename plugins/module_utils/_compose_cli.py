@@ -10,7 +10,6 @@ Compose v2 plugin: no Python Docker SDK.
 """
 
 import json
-import subprocess
 
 
 class DockerError(Exception):
@@ -75,14 +74,9 @@ class Docker:
         """Stop and remove containers without waiting: their stop timeout stays off the deploy's path."""
         if not ids:
             return
-        script = f'{self.docker} stop -t {int(timeout)} "$@" >/dev/null 2>&1; {self.docker} rm -f "$@" >/dev/null 2>&1'
-        subprocess.Popen(
-            ["/bin/sh", "-c", script, "ec2ops-stop", *ids],
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,
-        )
+        # setsid -f detaches; the script drops the caller's pipes first, so run() returns at once.
+        script = f'exec </dev/null >/dev/null 2>&1; {self.docker} stop -t {int(timeout)} "$@"; {self.docker} rm -f "$@"'
+        self._run(["setsid", "-f", "/bin/sh", "-c", script, "ec2ops-stop", *ids])
 
     def images(self):
         out = self.call("docker image ls", ["image", "ls", "--no-trunc", "--format", "{{json .}}"])

@@ -13,7 +13,8 @@ A check answers ``(ok, detail)``. ``wait_healthy`` polls until the checks pass
 import re
 import time
 import urllib.error
-import urllib.request
+
+from ansible.module_utils.urls import open_url
 
 DEFAULT_HEALTH = {
     "container": True,
@@ -97,10 +98,10 @@ def container_state_check(state):
     )
 
 
-def http_check(url, status=200, body=None, timeout=2.0, opener=urllib.request.urlopen):
+def http_check(url, status=200, body=None, timeout=2.0, opener=open_url):
     """GET ``url``: ``(ok, detail)``; detail has the status and the start of the body."""
     try:
-        with opener(urllib.request.Request(url, method="GET"), timeout=timeout) as response:  # noqa: S310
+        with opener(url, timeout=timeout) as response:
             code = response.status
             text = response.read(4096).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:

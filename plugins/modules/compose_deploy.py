@@ -24,7 +24,7 @@ description:
   - With O(state=rolled_back) it restores the previous release, or a named one, behind the same health gate.
   - Needs the docker CLI and the Compose v2 plugin on the host; no Python Docker SDK.
 author:
-  - ec2ops.stack maintainers
+  - ec2ops.stack maintainers (@ec2ops)
 options:
   project_dir:
     description: Directory of the Compose project; compose and env files are named relative to it.
@@ -252,7 +252,7 @@ def main():
             pull=dict(type="str", choices=["always", "missing", "never"], default="always"),
             prune_images=dict(type="bool", default=True),
             lock_timeout=dict(type="int", default=0),
-            secret_versions=dict(type="list", elements="dict", default=[]),
+            secret_versions=dict(type="list", elements="dict", default=[], no_log=False),
             nginx_switch_command=dict(type="path", default="/usr/local/sbin/ec2ops-nginx-upstream"),
             failure_log_lines=dict(type="int", default=10),
             deployed_by=dict(type="str"),

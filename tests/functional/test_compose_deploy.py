@@ -152,7 +152,7 @@ def test_deploy_upgrade_idempotence_and_history(ansible_playbook, project):
 
 
 def test_failed_health_rolls_back_to_the_previous_release_exactly(ansible_playbook, project):
-    run, _ = deploy(ansible_playbook, project, release="v1", services=HEALTH)
+    run, _result = deploy(ansible_playbook, project, release="v1", services=HEALTH)
     assert run.rc == 0, run.output
     (project["dir"] / ".env").write_text("APP_VERSION=env-bad\n")
     started = time.monotonic()
@@ -180,7 +180,8 @@ def test_failed_health_rolls_back_to_the_previous_release_exactly(ansible_playbo
 def test_manual_rollback_to_previous_and_to_a_named_release(ansible_playbook, project):
     for release, image in (("v1", "v1"), ("v2", "v2")):
         (project["dir"] / ".env").write_text(f"APP_VERSION=env-{release}\n")
-        run, _ = deploy(ansible_playbook, project, release=release, images={"api": f"{REPO}:{image}"}, services=HEALTH)
+        images = {"api": f"{REPO}:{image}"}
+        run, _result = deploy(ansible_playbook, project, release=release, images=images, services=HEALTH)
         assert run.rc == 0, run.output
     run, result = deploy(ansible_playbook, project, state="rolled_back", release="previous", services=HEALTH)
     assert run.rc == 0, run.output
@@ -198,7 +199,7 @@ def test_manual_rollback_to_previous_and_to_a_named_release(ansible_playbook, pr
 
 
 def test_missing_image_changes_nothing(ansible_playbook, project):
-    run, _ = deploy(ansible_playbook, project, release="v1", services=HEALTH)
+    run, _result = deploy(ansible_playbook, project, release="v1", services=HEALTH)
     assert run.rc == 0, run.output
     before = docker("compose", "-p", project["name"], "ps", "-q").stdout.split()
     (project["dir"] / ".env").write_text("APP_VERSION=never-used\n")
@@ -219,7 +220,7 @@ def test_missing_image_changes_nothing(ansible_playbook, project):
 
 
 def test_check_mode_changes_nothing(ansible_playbook, project):
-    run, _ = deploy(ansible_playbook, project, release="v1", services=HEALTH)
+    run, _result = deploy(ansible_playbook, project, release="v1", services=HEALTH)
     assert run.rc == 0, run.output
     before = docker("compose", "-p", project["name"], "ps", "-q").stdout.split()
     args = {
@@ -238,7 +239,7 @@ def test_check_mode_changes_nothing(ansible_playbook, project):
 
 
 def test_a_second_deploy_is_refused_by_the_lock(ansible_playbook, project):
-    run, _ = deploy(ansible_playbook, project, release="v1", services=HEALTH)
+    run, _result = deploy(ansible_playbook, project, release="v1", services=HEALTH)
     assert run.rc == 0, run.output
     lock_path = project["dir"] / ".ec2ops" / "deploy.lock"
     with open(lock_path, "r+") as handle:

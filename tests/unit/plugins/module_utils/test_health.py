@@ -75,17 +75,17 @@ class Response(io.BytesIO):
 
 
 def test_http_check_status_body_and_errors():
-    assert http_check("http://x/h", opener=lambda req, timeout: Response(200, '{"status": "ok"}'))[0]
-    ok, detail = http_check("http://x/h", body='"ok"', opener=lambda req, timeout: Response(200, '{"status": "down"}'))
+    assert http_check("http://x/h", opener=lambda url, timeout: Response(200, '{"status": "ok"}'))[0]
+    ok, detail = http_check("http://x/h", body='"ok"', opener=lambda url, timeout: Response(200, '{"status": "down"}'))
     assert not ok and "does not match" in detail and "down" in detail
 
-    def http_error(req, timeout):
+    def http_error(url, timeout):
         raise urllib.error.HTTPError("http://x/h", 503, "Service Unavailable", {}, io.BytesIO(b"failing"))
 
     ok, detail = http_check("http://x/h", opener=http_error)
     assert not ok and "HTTP 503, expected 200; body: failing" in detail
 
-    def refused(req, timeout):
+    def refused(url, timeout):
         raise urllib.error.URLError(ConnectionRefusedError(111, "Connection refused"))
 
     ok, detail = http_check("http://x/h", opener=refused)
