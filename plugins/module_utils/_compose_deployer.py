@@ -180,7 +180,10 @@ class Deployer:
         )
 
     def _write_override(self, path, images, config_services):
-        """The override that pins images and frees rolling services from fixed names and ports."""
+        """The override that pins images and frees rolling services from fixed names and ports.
+
+        ``config_services`` is the project's own configuration (without this override).
+        """
         lines = ["# Written by ec2ops.stack.compose_deploy.", "services:"]
         for name in sorted(config_services):
             opts = self.services_opts.get(name) or {}
@@ -288,7 +291,13 @@ class Deployer:
         started = self.clock()
         if strategy == "rolling":
             running = [c for c in before if (c.get("State") or {}).get("Status") == "running"]
-            compose.up([service], overrides, scale={service: len(running) + 1}, no_recreate=True)
+            try:
+                compose.up([service], overrides, scale={service: len(running) + 1}, no_recreate=True)
+            except DockerError as exc:
+                stray = [c["Id"] for c in self._containers(service) if c["Id"] not in before_ids]
+                self.docker.remove(stray)
+                detail = f"compose could not start it: {exc}"
+                raise _ServiceUnhealthy(service, detail, None, "", untouched=True) from None
             new = [c for c in self._containers(service) if c["Id"] not in before_ids]
             if not new:
                 raise _ServiceUnhealthy(service, "compose started no new container", None, [])
@@ -304,7 +313,10 @@ class Deployer:
             self.docker.stop_in_background(old, opts.get("stop_timeout", 10))
             timings[service] = round(self.clock() - started, 2)
             return {"strategy": strategy, "containers": [c["Id"][:12] for c in new], "retired": [i[:12] for i in old]}
-        compose.up([service], overrides)
+        try:
+            compose.up([service], overrides)
+        except DockerError as exc:
+            raise _ServiceUnhealthy(service, f"compose could not start it: {exc}", None, "") from None
         current = self._containers(service)
         failure, _results = self._wait(service, current, deadline)
         if failure:
@@ -378,7 +390,8 @@ class Deployer:
                     f"no such service in the compose files: {', '.join(unknown)} "
                     f"(services: {', '.join(sorted(services))})"
                 )
-            self._write_override(override, images, services)
+            own_services = services
+            self._write_override(override, images, own_services)
             config = compose.config([override])
             services = config.get("services") or {}
             order = topological_order(services)
@@ -394,7 +407,7 @@ class Deployer:
                         "pinned": pinned_reference(services[name]["image"], inspect),
                         "image_id": inspect["Id"],
                     }
-            self._write_override(override, {n: v["pinned"] for n, v in pinned.items()}, services)
+            self._write_override(override, {n: v["pinned"] for n, v in pinned.items()}, own_services)
         except (DeployError, DockerError) as exc:
             self._restore_after_refusal(current)
             shutil.rmtree(directory, ignore_errors=True)

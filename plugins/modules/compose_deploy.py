@@ -263,7 +263,12 @@ def main():
     )
     params = dict(module.params)
     params["deployed_by"] = params["deployed_by"] or os.environ.get("SUDO_USER") or getpass.getuser()
-    docker = Docker(lambda argv: module.run_command(argv, check_rc=False), module.get_bin_path("docker", required=True))
+    docker_bin = module.get_bin_path("docker")
+    if docker_bin is None:
+        if module.check_mode:
+            module.exit_json(changed=True, story=["docker is not installed yet: the release would be deployed"])
+        module.fail_json(msg="the docker CLI is not installed on this host; apply the ec2ops.stack.docker role first")
+    docker = Docker(lambda argv: module.run_command(argv, check_rc=False), docker_bin)
     try:
         deployer = Deployer(docker, params)
     except (DeployError, HistoryError, HealthSpecError) as exc:

@@ -43,3 +43,34 @@ def test_rolling_conflicts_name_what_blocks_two_copies():
 def test_pinned_reference_prefers_the_matching_repo_digest(image, expected):
     inspect = {"Id": "sha256:id", "RepoDigests": ["mirror/api@sha256:aa", "reg:5000/api@sha256:bb"]}
     assert pinned_reference(image, inspect) == expected
+
+
+def test_override_frees_rolling_services_from_fixed_names_and_ports(tmp_path):
+    from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import Deployer
+
+    params = {
+        "project_dir": str(tmp_path),
+        "services": {"api": {"strategy": "rolling", "nginx_upstream": "api", "port": 8080}},
+    }
+    deployer = Deployer(docker=None, params=params)
+    own = {
+        "api": {"container_name": "api", "ports": [{"published": "8000", "target": 8080}]},
+        "db": {"container_name": "db", "ports": [{"published": "5432", "target": 5432}]},
+    }
+    path = tmp_path / "images.yml"
+    deployer._write_override(str(path), {"api": "reg/api@sha256:aa"}, own)
+    text = path.read_text()
+    assert 'image: "reg/api@sha256:aa"' in text
+    assert "container_name: !reset null" in text and "ports: !reset []" in text
+    # A recreate service keeps its name and ports.
+    assert text.count("!reset") == 2
+    assert path.stat().st_mode & 0o777 == 0o600
+
+
+def test_rolling_without_an_upstream_is_refused(tmp_path):
+    from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import Deployer
+
+    with pytest.raises(DeployError, match="nginx_upstream"):
+        Deployer(docker=None, params={"project_dir": str(tmp_path), "services": {"api": {"strategy": "rolling"}}})
+    with pytest.raises(DeployError, match="strategy must be one of"):
+        Deployer(docker=None, params={"project_dir": str(tmp_path), "services": {"api": {"strategy": "bluegreen"}}})
