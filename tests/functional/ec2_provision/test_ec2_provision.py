@@ -1,0 +1,378 @@
+"""playbooks/provision.yml and playbooks/teardown.yml end to end against a real moto server.
+
+The tests run in order as one story: a check-mode run on an empty account changes nothing; the
+real run creates exactly the designed security groups, IAM role, instances and Elastic IP; a
+second run reports changed=0; teardown refuses without confirmation, previews in check mode,
+and then leaves nothing tagged behind. Meanwhile the provision job template's path, AWX's
+ansible-runner with a private data dir, provisions a second stack (started first, checked last,
+so both share the two cores instead of running one after the other).
+
+Every assertion reads AWS state back through boto3 from the same moto server.
+"""
+
+from __future__ import annotations
+
+import base64
+import pathlib
+
+import awx_runner
+import pytest
+from botocore.exceptions import ClientError
+
+ROOT = pathlib.Path(__file__).resolve().parents[3]
+PROVISION = ROOT / "playbooks" / "provision.yml"
+TEARDOWN = ROOT / "playbooks" / "teardown.yml"
+
+REGION = "ap-northeast-2"
+ACCOUNT = "123456789012"  # moto's account
+PROJECT = "ticketing"
+ENV = "ci"
+PREFIX = f"{PROJECT}-{ENV}"
+ADMIN_CIDR = "203.0.113.0/24"
+SSM_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
+TAGS = {"Project": PROJECT, "Env": ENV, "ManagedBy": "ec2ops.stack"}
+LIVE = ["pending", "running", "stopping", "stopped"]
+
+
+def stack_vars(moto_server, **overrides):
+    return {
+        "ec2_provision_aws_endpoint_url": moto_server.endpoint_url,
+        "ec2_provision_aws_region": REGION,
+        "ec2_provision_project": PROJECT,
+        "ec2_provision_env": ENV,
+        "ec2_provision_admin_cidrs": [ADMIN_CIDR],
+        "ec2_provision_secret_names": [f"{PROJECT}/{ENV}"],
+        "ec2_provision_manage_rds_sg": True,
+        "ec2_provision_manage_redis_sg": True,
+        **overrides,
+    }
+
+
+def tag_filters(tags=None):
+    return [{"Name": f"tag:{k}", "Values": [v]} for k, v in (tags or TAGS).items()]
+
+
+def recap(run, host="localhost"):
+    assert run.json is not None, run.output
+    return run.json["stats"][host]
+
+
+class Aws:
+    def __init__(self, moto_server):
+        self.ec2 = moto_server.client("ec2", region=REGION)
+        self.iam = moto_server.client("iam", region=REGION)
+        self.ssm = moto_server.client("ssm", region=REGION)
+
+    def instances(self, tags=None, states=LIVE):
+        filters = [*tag_filters(tags), {"Name": "instance-state-name", "Values": states}]
+        pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
+        return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
+
+    def security_groups(self, tags=None):
+        groups = self.ec2.describe_security_groups(Filters=tag_filters(tags))["SecurityGroups"]
+        return {g["GroupName"]: g for g in groups}
+
+    def addresses(self, tags=None):
+        return self.ec2.describe_addresses(Filters=tag_filters(tags))["Addresses"]
+
+    def volumes(self, tags=None):
+        return self.ec2.describe_volumes(Filters=tag_filters(tags))["Volumes"]
+
+    def role_exists(self, name):
+        try:
+            self.iam.get_role(RoleName=name)
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "NoSuchEntity"
+            return False
+        return True
+
+    def instance_profile_exists(self, name):
+        try:
+            self.iam.get_instance_profile(InstanceProfileName=name)
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "NoSuchEntity"
+            return False
+        return True
+
+    def nothing_left(self, prefix, tags=None):
+        """What of the stack is still there (empty when nothing)."""
+        left = {
+            "instances": [i["InstanceId"] for i in self.instances(tags)],
+            "security_groups": sorted(self.security_groups(tags)),
+            "addresses": [a["PublicIp"] for a in self.addresses(tags)],
+            "volumes": [v["VolumeId"] for v in self.volumes(tags)],
+            "iam_role": self.role_exists(f"{prefix}-app"),
+            "instance_profile": self.instance_profile_exists(f"{prefix}-app"),
+        }
+        return {k: v for k, v in left.items() if v}
+
+
+def rules(permissions):
+    """IpPermissions as a set of (protocol, from, to, source) tuples."""
+    out = set()
+    for p in permissions:
+        key = (p["IpProtocol"], p.get("FromPort"), p.get("ToPort"))
+        out |= {(*key, r["CidrIp"]) for r in p.get("IpRanges", [])}
+        out |= {(*key, r["CidrIpv6"]) for r in p.get("Ipv6Ranges", [])}
+        out |= {(*key, g["GroupId"]) for g in p.get("UserIdGroupPairs", [])}
+        out |= {(*key, pl["PrefixListId"]) for pl in p.get("PrefixListIds", [])}
+    return out
+
+
+@pytest.fixture(scope="module")
+def aws(moto_server):
+    return Aws(moto_server)
+
+
+class Story:
+    """What earlier steps of the module's story left for later ones."""
+
+    created = False
+    first_instances: dict[str, str]
+    awx_job = None
+
+
+@pytest.fixture(scope="module")
+def story():
+    return Story()
+
+
+@pytest.fixture(scope="module")
+def awx_job(moto_server, tmp_path_factory):
+    """The AWX provision job for a second stack (Env=awx), started now, waited for by its test."""
+    return awx_runner.start_job(
+        tmp_path_factory.mktemp("awx-job"),
+        "playbooks/provision.yml",
+        extravars=stack_vars(
+            moto_server,
+            ec2_provision_env="awx",
+            ec2_provision_judge0_count=0,
+            ec2_provision_manage_rds_sg=False,
+            ec2_provision_manage_redis_sg=False,
+        ),
+        # What an AWX "Amazon Web Services" credential injects.
+        envvars={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
+    )
+
+
+def test_check_mode_on_an_empty_account_changes_nothing(ansible_playbook, moto_server, aws, awx_job):
+    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server), check=True)
+
+    assert run.rc == 0, run.output
+    assert recap(run)["changed"] > 0, "check mode should preview the creation"
+    launch = run.task("ec2ops.stack.ec2_provision : Launch the hosts")
+    assert [r["msg"] for r in launch["results"]] == ["Would have launched instances if not in check_mode."] * 2
+    assert aws.nothing_left(PREFIX) == {}
+
+
+def test_provision_creates_the_stack(ansible_playbook, moto_server, aws, story):
+    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
+
+    assert run.rc == 0, run.output
+    assert recap(run)["changed"] > 0
+    instances = aws.instances()
+    assert sorted(i["Tags"] and {t["Key"]: t["Value"] for t in i["Tags"]}["Role"] for i in instances) == [
+        "app",
+        "judge0",
+    ]
+    story.created = True
+    story.first_instances = {i["InstanceId"]: i["State"]["Name"] for i in instances}
+    summary = run.task("ec2ops.stack.ec2_provision : Show the stack")["msg"]
+    assert summary[0] == f"Stack {PREFIX} in {REGION}, VPC {instances[0]['VpcId']}"
+    assert any(line.startswith("app i-") and line.endswith("(Elastic IP)") for line in summary)
+
+
+@pytest.fixture
+def created(story):
+    if not story.created:
+        pytest.fail("the stack was not created (see test_provision_creates_the_stack)")
+
+
+def test_security_groups_are_exactly_as_designed(aws, created):
+    groups = aws.security_groups()
+    assert sorted(groups) == [f"{PREFIX}-app", f"{PREFIX}-judge0", f"{PREFIX}-rds", f"{PREFIX}-redis"]
+    app = groups[f"{PREFIX}-app"]["GroupId"]
+    everywhere = {("-1", None, None, "0.0.0.0/0")}
+
+    assert rules(groups[f"{PREFIX}-app"]["IpPermissions"]) == {
+        ("tcp", 80, 80, "0.0.0.0/0"),
+        ("tcp", 443, 443, "0.0.0.0/0"),
+        ("tcp", 80, 80, "::/0"),
+        ("tcp", 443, 443, "::/0"),
+        ("tcp", 22, 22, ADMIN_CIDR),
+    }
+    assert rules(groups[f"{PREFIX}-app"]["IpPermissionsEgress"]) == everywhere
+    # Judge0's API only from the app hosts' group; SSH only from the admin network.
+    assert rules(groups[f"{PREFIX}-judge0"]["IpPermissions"]) == {
+        ("tcp", 2358, 2358, app),
+        ("tcp", 22, 22, ADMIN_CIDR),
+    }
+    assert rules(groups[f"{PREFIX}-judge0"]["IpPermissionsEgress"]) == everywhere
+    # The managed database and cache: only from the app group, no egress at all.
+    assert rules(groups[f"{PREFIX}-rds"]["IpPermissions"]) == {("tcp", 5432, 5432, app)}
+    assert rules(groups[f"{PREFIX}-redis"]["IpPermissions"]) == {("tcp", 6379, 6379, app)}
+    assert rules(groups[f"{PREFIX}-rds"]["IpPermissionsEgress"]) == set()
+    assert rules(groups[f"{PREFIX}-redis"]["IpPermissionsEgress"]) == set()
+    for name, group in groups.items():
+        tags = {t["Key"]: t["Value"] for t in group["Tags"]}
+        assert tags == {**TAGS, "Name": name, "Role": name.rsplit("-", 1)[1]}
+
+
+def test_iam_role_allows_only_secrets_and_ecr_pull(aws, created):
+    role = aws.iam.get_role(RoleName=f"{PREFIX}-app")["Role"]
+    assert role["AssumeRolePolicyDocument"]["Statement"] == [
+        {"Effect": "Allow", "Principal": {"Service": "ec2.amazonaws.com"}, "Action": "sts:AssumeRole"}
+    ]
+    assert aws.iam.list_attached_role_policies(RoleName=f"{PREFIX}-app")["AttachedPolicies"] == []
+    assert aws.iam.list_role_policies(RoleName=f"{PREFIX}-app")["PolicyNames"] == ["ec2ops-app-runtime"]
+    document = aws.iam.get_role_policy(RoleName=f"{PREFIX}-app", PolicyName="ec2ops-app-runtime")["PolicyDocument"]
+    assert document == {
+        "Version": "2012-10-17",
+        "Statement": [
+            {
+                "Sid": "ReadAppSecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:GetSecretValue"],
+                "Resource": [f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:{PROJECT}/{ENV}-??????"],
+            },
+            {
+                "Sid": "BatchReadAppSecrets",
+                "Effect": "Allow",
+                "Action": ["secretsmanager:BatchGetSecretValue"],
+                "Resource": "*",
+            },
+            {"Sid": "EcrLogin", "Effect": "Allow", "Action": ["ecr:GetAuthorizationToken"], "Resource": "*"},
+            {
+                "Sid": "EcrPull",
+                "Effect": "Allow",
+                "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
+                "Resource": [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/*"],
+            },
+        ],
+    }
+    profile = aws.iam.get_instance_profile(InstanceProfileName=f"{PREFIX}-app")["InstanceProfile"]
+    assert [r["RoleName"] for r in profile["Roles"]] == [f"{PREFIX}-app"]
+
+
+def test_instances_have_imdsv2_encrypted_gp3_and_inventory_tags(aws, created):
+    ami = aws.ssm.get_parameter(Name=SSM_AMI_PARAMETER)["Parameter"]["Value"]
+    groups = aws.security_groups()
+    by_role = {}
+    for instance in aws.instances():
+        tags = {t["Key"]: t["Value"] for t in instance["Tags"]}
+        by_role[tags["Role"]] = instance
+        assert tags == {**TAGS, "Role": tags["Role"], "Name": f"{PREFIX}-{tags['Role']}"}
+        assert instance["ImageId"] == ami
+        assert instance["InstanceType"] == "t3.medium"
+        assert [g["GroupId"] for g in instance["SecurityGroups"]] == [groups[f"{PREFIX}-{tags['Role']}"]["GroupId"]]
+        metadata = instance["MetadataOptions"]
+        assert (metadata["HttpTokens"], metadata["HttpEndpoint"]) == ("required", "enabled")
+        [mapping] = instance["BlockDeviceMappings"]
+        assert mapping["DeviceName"] == instance["RootDeviceName"] == "/dev/xvda"
+        assert mapping["Ebs"]["DeleteOnTermination"] is True
+        [volume] = aws.ec2.describe_volumes(VolumeIds=[mapping["Ebs"]["VolumeId"]])["Volumes"]
+        assert (volume["VolumeType"], volume["Encrypted"], volume["Size"]) == ("gp3", True, 30)
+        user_data = aws.ec2.describe_instance_attribute(InstanceId=instance["InstanceId"], Attribute="userData")
+        script = base64.b64decode(user_data["UserData"]["Value"]).decode()
+        assert script.startswith("#!/bin/sh\n")
+        commands = [line for line in script.splitlines() if line.strip() and not line.lstrip().startswith("#")]
+        # Only python3 for Ansible: no Docker, no users, no keys in user data.
+        assert [c.split() for c in commands if "install" in c] == [
+            ["dnf", "-y", "install", "python3"],
+            ["yum", "-y", "install", "python3"],
+            ["apt-get", "-y", "install", "--no-install-recommends", "python3"],
+        ]
+        assert not [c for c in commands if "docker" in c.lower() or "useradd" in c or "ssh" in c]
+    assert set(by_role) == {"app", "judge0"}
+    # Containers on the app host reach IMDS (hop 2); Judge0's untrusted code does not (hop 1).
+    assert by_role["app"]["MetadataOptions"]["HttpPutResponseHopLimit"] == 2
+    assert by_role["judge0"]["MetadataOptions"]["HttpPutResponseHopLimit"] == 1
+    assert by_role["app"]["IamInstanceProfile"]["Arn"] == f"arn:aws:iam::{ACCOUNT}:instance-profile/{PREFIX}-app"
+    assert "IamInstanceProfile" not in by_role["judge0"]
+
+
+def test_app_host_has_an_elastic_ip(aws, created):
+    [address] = aws.addresses()
+    [app] = aws.instances({**TAGS, "Role": "app"})
+    assert address["InstanceId"] == app["InstanceId"]
+    assert address["Domain"] == "vpc"
+    assert app["PublicIpAddress"] == address["PublicIp"]
+    assert {t["Key"]: t["Value"] for t in address["Tags"]} == {**TAGS, "Role": "app", "Name": f"{PREFIX}-app"}
+
+
+def test_second_run_changes_nothing(ansible_playbook, moto_server, aws, story, created):
+    addresses = aws.addresses()
+    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
+
+    assert run.rc == 0, run.output
+    changed = [
+        task["task"]["name"]
+        for play in run.json["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("changed")
+    ]
+    assert (recap(run)["changed"], changed) == (0, [])
+    assert {i["InstanceId"]: i["State"]["Name"] for i in aws.instances()} == story.first_instances
+    assert aws.addresses() == addresses
+
+
+def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aws, created):
+    run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm="yes"))
+
+    assert run.rc != 0
+    assert "Refusing to destroy the ticketing-ci stack" in run.output
+    assert f"ec2_provision_destroy_confirm={PREFIX}" in run.output
+    assert len(aws.instances()) == 2
+
+
+def test_teardown_in_check_mode_deletes_nothing(ansible_playbook, moto_server, aws, story, created):
+    run = ansible_playbook(
+        TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX), check=True
+    )
+
+    assert run.rc == 0, run.output
+    assert recap(run)["changed"] > 0
+    assert {i["InstanceId"]: i["State"]["Name"] for i in aws.instances()} == story.first_instances
+    assert len(aws.security_groups()) == 4
+    assert len(aws.addresses()) == 1
+    assert aws.role_exists(f"{PREFIX}-app")
+
+
+def test_teardown_leaves_nothing_tagged_behind(ansible_playbook, moto_server, aws, created):
+    run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX))
+
+    assert run.rc == 0, run.output
+    assert aws.nothing_left(PREFIX) == {}
+    # Terminated instances stay visible for a while (in AWS too); they are all this stack left.
+    assert {i["State"]["Name"] for i in aws.instances(states=["terminated"])} == {"terminated"}
+    # moto keeps DescribeTags entries of deleted resources, so the check above asks each
+    # resource type instead (docs/provisioning.md, "What moto does differently").
+
+
+def test_provision_job_through_ansible_runner(awx_job, aws):
+    """The provision job template's path: AWX hands ansible-runner a private data dir."""
+    job = awx_job.wait(timeout=300)
+
+    assert (job.rc, job.status) == (0, "successful"), job.stdout[-3000:]
+    assert (job.artifact_dir / "rc").read_text().strip() == "0"
+    assert (job.artifact_dir / "status").read_text().strip() == "successful"
+    types = job.event_types()
+    assert types[0] == "playbook_on_start"
+    assert types.count("playbook_on_stats") == 1
+    assert job.counts.get("runner_on_failed", 0) == 0
+    [stats] = [e for e in job.events if e["event"] == "playbook_on_stats"]
+    assert stats["event_data"]["failures"] == {}
+    # Security group, IAM role, policy, instance profile, the app host and its Elastic IP.
+    assert job.host_stat("changed") == 6
+    assert job.host_stat("failures") == 0
+    [launch] = job.task_events("Launch the hosts", "runner_item_on_ok")
+    assert launch["event_data"]["res"]["changed"] is True
+    assert "Stack ticketing-awx in ap-northeast-2" in job.stdout
+    # The project's ansible.cfg applied: its profile_tasks callback printed the task timings.
+    assert "TASKS RECAP" in job.stdout
+
+    awx_tags = {**TAGS, "Env": "awx"}
+    [app] = aws.instances(awx_tags)
+    assert {t["Key"]: t["Value"] for t in app["Tags"]}["Role"] == "app"
+    assert [a["InstanceId"] for a in aws.addresses(awx_tags)] == [app["InstanceId"]]
+    assert sorted(aws.security_groups(awx_tags)) == ["ticketing-awx-app"]
