@@ -42,7 +42,7 @@ def api_keys(host, port, timeout=5.0):
 
 def main(argv):
     target = argv[1] if len(argv) > 1 else "localhost:29092"
-    host, _, port = target.rpartition(":")
+    host, port = target.rpartition(":")[::2]
     try:
         keys = api_keys(host or "localhost", int(port))
     except (OSError, ValueError, struct.error) as e:
