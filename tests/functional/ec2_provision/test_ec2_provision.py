@@ -1,11 +1,14 @@
 """playbooks/provision.yml and playbooks/teardown.yml end to end against a real moto server.
 
-The tests run in order as one story: a check-mode run on an empty account changes nothing; the
-real run creates exactly the designed security groups, IAM role, instances and Elastic IP; a
-second run reports changed=0; teardown refuses without confirmation, previews in check mode,
-and then leaves nothing tagged behind. Meanwhile the provision job template's path, AWX's
-ansible-runner with a private data dir, provisions a second stack (started first, checked last,
-so both share the two cores instead of running one after the other).
+The tests run in order as one story:
+
+1. the provision job runs the way AWX runs it (ansible-runner, a private data dir with
+   project/, inventory/ and env/) and creates exactly the designed security groups, IAM role,
+   instances and Elastic IP; its artifacts (rc, status, events) are what AWX would record.
+   Beside it, a check-mode run previews a stack that does not exist and changes nothing;
+3. a second run, now plain ansible-playbook, reports changed=0 (both paths agree), while a
+   teardown preview in check mode runs beside it and deletes nothing;
+4. teardown refuses without confirmation, then leaves nothing tagged behind.
 
 Every assertion reads AWS state back through boto3 from the same moto server.
 """
@@ -13,11 +16,19 @@ Every assertion reads AWS state back through boto3 from the same moto server.
 from __future__ import annotations
 
 import base64
+import json
+import os
 import pathlib
+import subprocess
+import sys
+from concurrent.futures import ThreadPoolExecutor
 
 import awx_runner
 import pytest
 from botocore.exceptions import ClientError
+
+# ansible-runner starts ansible-playbook through pexpect (forkpty) while other tests run.
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 PROVISION = ROOT / "playbooks" / "provision.yml"
@@ -124,12 +135,38 @@ def aws(moto_server):
     return Aws(moto_server)
 
 
+def playbook_environment():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "AWS_"))}
+    env.update(
+        PATH=os.pathsep.join([str(pathlib.Path(sys.executable).parent), env.get("PATH", "")]),
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+        ANSIBLE_STDOUT_CALLBACK="ansible.posix.json",
+        ANSIBLE_CALLBACKS_ENABLED="ansible.posix.json",
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+    )
+    return env
+
+
+def run_playbook(playbook, extra_vars, tmp_dir, env, check=False):
+    """ansible-playbook on localhost with the JSON callback, for runs in a background thread
+    (``env`` is built beforehand: the thread must not read os.environ while others change it)."""
+    vars_file = pathlib.Path(tmp_dir) / "extra-vars.json"
+    vars_file.write_text(json.dumps({"ansible_python_interpreter": sys.executable, **extra_vars}))
+    args = [str(pathlib.Path(sys.executable).parent / "ansible-playbook"), "-i", "localhost,", "-c", "local"]
+    args += ["-e", f"@{vars_file}", str(playbook)] + (["--check"] if check else [])
+    completed = subprocess.run(args, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
+    output = completed.stdout + completed.stderr
+    result = json.loads(completed.stdout) if completed.stdout.lstrip().startswith("{") else None
+    return completed.returncode, result, output
+
+
 class Story:
     """What earlier steps of the module's story left for later ones."""
 
     created = False
     first_instances: dict[str, str]
-    awx_job = None
+    teardown_preview = None
 
 
 @pytest.fixture(scope="module")
@@ -138,54 +175,79 @@ def story():
 
 
 @pytest.fixture(scope="module")
-def awx_job(moto_server, tmp_path_factory):
-    """The AWX provision job for a second stack (Env=awx), started now, waited for by its test."""
-    return awx_runner.start_job(
-        tmp_path_factory.mktemp("awx-job"),
+def preview(moto_server, tmp_path_factory):
+    """A check-mode run for a stack that is never created (Env=preview), started at once in the
+    background so that it shares the machine with the real provisioning of the next test."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(
+        run_playbook,
+        PROVISION,
+        stack_vars(moto_server, ec2_provision_env="preview"),
+        tmp_path_factory.mktemp("preview"),
+        playbook_environment(),
+        check=True,
+    )
+    yield future
+    pool.shutdown(wait=True)
+
+
+def test_provision_job_through_ansible_runner(moto_server, aws, story, tmp_path, preview):
+    """The provision job template's path: AWX hands ansible-runner a private data dir."""
+    job = awx_runner.run_job(
+        tmp_path,
         "playbooks/provision.yml",
-        extravars=stack_vars(
-            moto_server,
-            ec2_provision_env="awx",
-            ec2_provision_judge0_count=0,
-            ec2_provision_manage_rds_sg=False,
-            ec2_provision_manage_redis_sg=False,
-        ),
+        extravars=stack_vars(moto_server),
         # What an AWX "Amazon Web Services" credential injects.
         envvars={"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"},
     )
 
+    assert (job.rc, job.status) == (0, "successful"), job.stdout[-3000:]
+    assert (job.artifact_dir / "rc").read_text().strip() == "0"
+    assert (job.artifact_dir / "status").read_text().strip() == "successful"
+    types = job.event_types()
+    assert types[0] == "playbook_on_start"
+    assert types.count("playbook_on_stats") == 1
+    assert job.counts.get("runner_on_failed", 0) == job.counts.get("runner_item_on_failed", 0) == 0
+    [stats] = [e for e in job.events if e["event"] == "playbook_on_stats"]
+    assert stats["event_data"]["failures"] == {}
+    # Security groups, IAM role, its policy, instance profile, the hosts, the Elastic IP.
+    assert job.host_stat("changed") == 6
+    launches = job.task_events("Launch the hosts", "runner_item_on_ok")
+    assert [e["event_data"]["res"]["changed"] for e in launches] == [True, True]
+    # The project's ansible.cfg applied (AWX runs in the project directory): its
+    # profile_tasks callback printed the task timings.
+    assert "TASKS RECAP" in job.stdout
 
-def test_check_mode_on_an_empty_account_changes_nothing(ansible_playbook, moto_server, aws, awx_job):
-    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server), check=True)
-
-    assert run.rc == 0, run.output
-    assert recap(run)["changed"] > 0, "check mode should preview the creation"
-    launch = run.task("ec2ops.stack.ec2_provision : Launch the hosts")
-    assert [r["msg"] for r in launch["results"]] == ["Would have launched instances if not in check_mode."] * 2
-    assert aws.nothing_left(PREFIX) == {}
-
-
-def test_provision_creates_the_stack(ansible_playbook, moto_server, aws, story):
-    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
-
-    assert run.rc == 0, run.output
-    assert recap(run)["changed"] > 0
     instances = aws.instances()
-    assert sorted(i["Tags"] and {t["Key"]: t["Value"] for t in i["Tags"]}["Role"] for i in instances) == [
-        "app",
-        "judge0",
-    ]
+    roles = sorted({t["Key"]: t["Value"] for t in i["Tags"]}["Role"] for i in instances)
+    assert roles == ["app", "judge0"]
     story.created = True
     story.first_instances = {i["InstanceId"]: i["State"]["Name"] for i in instances}
-    summary = run.task("ec2ops.stack.ec2_provision : Show the stack")["msg"]
-    assert summary[0] == f"Stack {PREFIX} in {REGION}, VPC {instances[0]['VpcId']}"
-    assert any(line.startswith("app i-") and line.endswith("(Elastic IP)") for line in summary)
+    [summary] = job.task_events("Show the stack")
+    lines = summary["event_data"]["res"]["msg"]
+    assert lines[0] == f"Stack {PREFIX} in {REGION}, VPC {instances[0]['VpcId']}"
+    assert any(line.startswith("app i-") and line.endswith("(Elastic IP)") for line in lines)
+
+
+def test_check_mode_on_an_empty_account_changes_nothing(preview, aws):
+    rc, result, output = preview.result(timeout=600)
+
+    assert rc == 0, output
+    assert result["stats"]["localhost"]["changed"] > 0, "check mode should preview the creation"
+    [launch] = [
+        t["hosts"]["localhost"]
+        for play in result["plays"]
+        for t in play["tasks"]
+        if t["task"]["name"] == "ec2ops.stack.ec2_provision : Launch the hosts"
+    ]
+    assert [r["msg"] for r in launch["results"]] == ["Would have launched instances if not in check_mode."] * 2
+    assert aws.nothing_left(f"{PROJECT}-preview", {**TAGS, "Env": "preview"}) == {}
 
 
 @pytest.fixture
 def created(story):
     if not story.created:
-        pytest.fail("the stack was not created (see test_provision_creates_the_stack)")
+        pytest.fail("the stack was not created (see test_provision_job_through_ansible_runner)")
 
 
 def test_security_groups_are_exactly_as_designed(aws, created):
@@ -302,7 +364,17 @@ def test_app_host_has_an_elastic_ip(aws, created):
 
 def test_second_run_changes_nothing(ansible_playbook, moto_server, aws, story, created):
     addresses = aws.addresses()
-    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
+    # Neither run should change anything, so they may share the machine: the teardown preview
+    # runs beside the second provision run and is checked by the next tests.
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        preview = pool.submit(
+            ansible_playbook,
+            TEARDOWN,
+            extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX),
+            check=True,
+        )
+        run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
+        story.teardown_preview = preview.result()
 
     assert run.rc == 0, run.output
     changed = [
@@ -316,19 +388,9 @@ def test_second_run_changes_nothing(ansible_playbook, moto_server, aws, story, c
     assert aws.addresses() == addresses
 
 
-def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aws, created):
-    run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm="yes"))
-
-    assert run.rc != 0
-    assert "Refusing to destroy the ticketing-ci stack" in run.output
-    assert f"ec2_provision_destroy_confirm={PREFIX}" in run.output
-    assert len(aws.instances()) == 2
-
-
-def test_teardown_in_check_mode_deletes_nothing(ansible_playbook, moto_server, aws, story, created):
-    run = ansible_playbook(
-        TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX), check=True
-    )
+def test_teardown_in_check_mode_deletes_nothing(aws, story, created):
+    run = story.teardown_preview
+    assert run is not None, "the preview runs in test_second_run_changes_nothing"
 
     assert run.rc == 0, run.output
     assert recap(run)["changed"] > 0
@@ -336,6 +398,16 @@ def test_teardown_in_check_mode_deletes_nothing(ansible_playbook, moto_server, a
     assert len(aws.security_groups()) == 4
     assert len(aws.addresses()) == 1
     assert aws.role_exists(f"{PREFIX}-app")
+    assert aws.instance_profile_exists(f"{PREFIX}-app")
+
+
+def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aws, created):
+    run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm="yes"))
+
+    assert run.rc != 0
+    assert "Refusing to destroy the ticketing-ci stack" in run.output
+    assert f"ec2_provision_destroy_confirm={PREFIX}" in run.output
+    assert len(aws.instances()) == 2
 
 
 def test_teardown_leaves_nothing_tagged_behind(ansible_playbook, moto_server, aws, created):
@@ -347,32 +419,3 @@ def test_teardown_leaves_nothing_tagged_behind(ansible_playbook, moto_server, aw
     assert {i["State"]["Name"] for i in aws.instances(states=["terminated"])} == {"terminated"}
     # moto keeps DescribeTags entries of deleted resources, so the check above asks each
     # resource type instead (docs/provisioning.md, "What moto does differently").
-
-
-def test_provision_job_through_ansible_runner(awx_job, aws):
-    """The provision job template's path: AWX hands ansible-runner a private data dir."""
-    job = awx_job.wait(timeout=300)
-
-    assert (job.rc, job.status) == (0, "successful"), job.stdout[-3000:]
-    assert (job.artifact_dir / "rc").read_text().strip() == "0"
-    assert (job.artifact_dir / "status").read_text().strip() == "successful"
-    types = job.event_types()
-    assert types[0] == "playbook_on_start"
-    assert types.count("playbook_on_stats") == 1
-    assert job.counts.get("runner_on_failed", 0) == 0
-    [stats] = [e for e in job.events if e["event"] == "playbook_on_stats"]
-    assert stats["event_data"]["failures"] == {}
-    # Security group, IAM role, policy, instance profile, the app host and its Elastic IP.
-    assert job.host_stat("changed") == 6
-    assert job.host_stat("failures") == 0
-    [launch] = job.task_events("Launch the hosts", "runner_item_on_ok")
-    assert launch["event_data"]["res"]["changed"] is True
-    assert "Stack ticketing-awx in ap-northeast-2" in job.stdout
-    # The project's ansible.cfg applied: its profile_tasks callback printed the task timings.
-    assert "TASKS RECAP" in job.stdout
-
-    awx_tags = {**TAGS, "Env": "awx"}
-    [app] = aws.instances(awx_tags)
-    assert {t["Key"]: t["Value"] for t in app["Tags"]}["Role"] == "app"
-    assert [a["InstanceId"] for a in aws.addresses(awx_tags)] == [app["InstanceId"]]
-    assert sorted(aws.security_groups(awx_tags)) == ["ticketing-awx-app"]
