@@ -401,6 +401,22 @@ def test_teardown_in_check_mode_deletes_nothing(aws, story, created):
     assert aws.instance_profile_exists(f"{PREFIX}-app")
 
 
+def test_replaced_app_host_gets_the_same_elastic_ip(ansible_playbook, moto_server, aws, story, created):
+    [address] = aws.addresses()
+    [old] = aws.instances({**TAGS, "Role": "app"})
+    aws.ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
+
+    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
+
+    assert run.rc == 0, run.output
+    [new] = aws.instances({**TAGS, "Role": "app"})
+    assert new["InstanceId"] != old["InstanceId"]
+    # The stack's address moved to the new host: no second address, DNS stays valid.
+    [moved] = aws.addresses()
+    assert (moved["AllocationId"], moved["InstanceId"]) == (address["AllocationId"], new["InstanceId"])
+    story.first_instances = {i["InstanceId"]: i["State"]["Name"] for i in aws.instances()}
+
+
 def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aws, created):
     run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm="yes"))
 
