@@ -1,0 +1,71 @@
+"""Minimal reproductions of where moto differs from AWS in ways that touch ec2_provision.
+
+Each test asserts moto's current behaviour, so the day a moto upgrade fixes one, its test
+fails and says which workaround (docs/provisioning.md, "What moto does differently") can go.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+REGION = "ap-northeast-2"
+
+
+@pytest.fixture
+def ec2(moto_server):
+    return moto_server.client("ec2", region=REGION)
+
+
+def tags_of(ec2, resource_id, resource_type=None):
+    filters = [{"Name": "resource-id", "Values": [resource_id]}]
+    if resource_type:
+        filters.append({"Name": "resource-type", "Values": [resource_type]})
+    return {t["Key"]: (t["Value"], t["ResourceType"]) for t in ec2.describe_tags(Filters=filters)["Tags"]}
+
+
+def test_elastic_ip_tags_are_filed_under_vpc_elastic_ip(ec2):
+    """AWS files an Elastic IP's tags under resource type ``elastic-ip``; moto under
+    ``vpc-elastic-ip``. amazon.aws.ec2_eip compares tags through DescribeTags filtered by
+    ``resource-type=elastic-ip`` (module_utils.ec2.ensure_ec2_tags), finds none on moto, adds
+    them again and reports changed=true on every run with ``tags``. ec2_provision therefore
+    calls ec2_eip only for app hosts without an address of the stack."""
+    allocation = ec2.allocate_address(
+        Domain="vpc",
+        TagSpecifications=[{"ResourceType": "elastic-ip", "Tags": [{"Key": "Project", "Value": "repro"}]}],
+    )["AllocationId"]
+    try:
+        assert tags_of(ec2, allocation) == {"Project": ("repro", "vpc-elastic-ip")}, "moto fixed the resource type"
+        assert tags_of(ec2, allocation, "elastic-ip") == {}, "moto fixed the resource-type filter"
+    finally:
+        ec2.release_address(AllocationId=allocation)
+
+
+def test_terminating_an_instance_keeps_its_elastic_ip_associated(ec2):
+    """AWS disassociates an instance's Elastic IP when the instance terminates; moto keeps the
+    association. ec2_provision treats an address whose instance is not a live host of the
+    stack as free (and re-associates it with allow_reassociation), which covers both."""
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    instance = ec2.run_instances(ImageId=image, MinCount=1, MaxCount=1)["Instances"][0]["InstanceId"]
+    allocation = ec2.allocate_address(Domain="vpc")["AllocationId"]
+    ec2.associate_address(AllocationId=allocation, InstanceId=instance)
+    ec2.terminate_instances(InstanceIds=[instance])
+    try:
+        [address] = ec2.describe_addresses(AllocationIds=[allocation])["Addresses"]
+        assert address.get("InstanceId") == instance, "moto now disassociates on termination"
+    finally:
+        ec2.disassociate_address(AssociationId=address["AssociationId"])
+        ec2.release_address(AllocationId=allocation)
+
+
+def test_describe_tags_lists_tags_of_deleted_resources(ec2):
+    """AWS forgets a resource's tags when it is deleted; moto's DescribeTags keeps listing
+    them. The teardown test therefore asks each resource type (instances, volumes, addresses,
+    security groups, IAM) rather than DescribeTags whether anything tagged is left."""
+    group = ec2.create_security_group(
+        GroupName="repro-deleted",
+        Description="repro",
+        TagSpecifications=[{"ResourceType": "security-group", "Tags": [{"Key": "Project", "Value": "repro"}]}],
+    )["GroupId"]
+    ec2.delete_security_group(GroupId=group)
+
+    assert tags_of(ec2, group) == {"Project": ("repro", "security-group")}, "moto now forgets deleted tags"
