@@ -5,7 +5,8 @@ The tests run in order as one story:
 1. the provision job runs the way AWX runs it (ansible-runner, a private data dir with
    project/, inventory/ and env/) and creates exactly the designed security groups, IAM role,
    instances and Elastic IP; its artifacts (rc, status, events) are what AWX would record.
-   Beside it, a check-mode run previews a stack that does not exist and changes nothing;
+   Beside it, a check-mode run previews a stack that does not exist and changes nothing, and
+   a one-host stack loses its app host and gets a new one that keeps the Elastic IP;
 3. a second run, now plain ansible-playbook, reports changed=0 (both paths agree), while a
    teardown preview in check mode runs beside it and deletes nothing;
 4. teardown refuses without confirmation, then leaves nothing tagged behind.
@@ -42,7 +43,7 @@ PREFIX = f"{PROJECT}-{ENV}"
 ADMIN_CIDR = "203.0.113.0/24"
 SSM_AMI_PARAMETER = "/aws/service/ami-amazon-linux-latest/al2023-ami-kernel-default-x86_64"
 TAGS = {"Project": PROJECT, "Env": ENV, "ManagedBy": "ec2ops.stack"}
-LIVE = ["pending", "running", "stopping", "stopped"]
+LIVE = ("pending", "running", "stopping", "stopped")
 
 
 def stack_vars(moto_server, **overrides):
@@ -75,7 +76,7 @@ class Aws:
         self.ssm = moto_server.client("ssm", region=REGION)
 
     def instances(self, tags=None, states=LIVE):
-        filters = [*tag_filters(tags), {"Name": "instance-state-name", "Values": states}]
+        filters = [*tag_filters(tags), {"Name": "instance-state-name", "Values": list(states)}]
         pages = self.ec2.get_paginator("describe_instances").paginate(Filters=filters)
         return [i for page in pages for r in page["Reservations"] for i in r["Instances"]]
 
@@ -191,7 +192,39 @@ def preview(moto_server, tmp_path_factory):
     pool.shutdown(wait=True)
 
 
-def test_provision_job_through_ansible_runner(moto_server, aws, story, tmp_path, preview):
+EDGE = {**TAGS, "Env": "edge"}
+
+
+def replace_app_host(moto_server, aws, tmp_dir, env):
+    """Provision a one-host stack (Env=edge), terminate its app host as if it had failed, provision
+    again; return what the test needs to compare."""
+    edge = stack_vars(
+        moto_server,
+        ec2_provision_env="edge",
+        ec2_provision_judge0_count=0,
+        ec2_provision_manage_rds_sg=False,
+        ec2_provision_manage_redis_sg=False,
+    )
+    first = run_playbook(PROVISION, edge, tmp_dir, env)
+    if first[0] != 0:
+        return {"failed": first[2]}
+    [old] = aws.instances({**EDGE, "Role": "app"})
+    [address] = aws.addresses(EDGE)
+    aws.ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
+    rc, _, output = run_playbook(PROVISION, edge, tmp_dir, env)
+    return {"rc": rc, "output": output, "old": old, "address": address}
+
+
+@pytest.fixture(scope="module")
+def replacement(moto_server, aws, tmp_path_factory):
+    """replace_app_host, started at once in the background (it needs nothing from the other tests)."""
+    pool = ThreadPoolExecutor(max_workers=1)
+    future = pool.submit(replace_app_host, moto_server, aws, tmp_path_factory.mktemp("edge"), playbook_environment())
+    yield future
+    pool.shutdown(wait=True)
+
+
+def test_provision_job_through_ansible_runner(moto_server, aws, story, tmp_path, preview, replacement):
     """The provision job template's path: AWX hands ansible-runner a private data dir."""
     job = awx_runner.run_job(
         tmp_path,
@@ -401,20 +434,16 @@ def test_teardown_in_check_mode_deletes_nothing(aws, story, created):
     assert aws.instance_profile_exists(f"{PREFIX}-app")
 
 
-def test_replaced_app_host_gets_the_same_elastic_ip(ansible_playbook, moto_server, aws, story, created):
-    [address] = aws.addresses()
-    [old] = aws.instances({**TAGS, "Role": "app"})
-    aws.ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
+def test_replaced_app_host_gets_the_same_elastic_ip(replacement, aws):
+    result = replacement.result(timeout=600)
+    assert "failed" not in result, result.get("failed")
 
-    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
-
-    assert run.rc == 0, run.output
-    [new] = aws.instances({**TAGS, "Role": "app"})
-    assert new["InstanceId"] != old["InstanceId"]
+    assert result["rc"] == 0, result["output"]
+    [new] = aws.instances({**EDGE, "Role": "app"})
+    assert new["InstanceId"] != result["old"]["InstanceId"]
     # The stack's address moved to the new host: no second address, DNS stays valid.
-    [moved] = aws.addresses()
-    assert (moved["AllocationId"], moved["InstanceId"]) == (address["AllocationId"], new["InstanceId"])
-    story.first_instances = {i["InstanceId"]: i["State"]["Name"] for i in aws.instances()}
+    [moved] = aws.addresses(EDGE)
+    assert (moved["AllocationId"], moved["InstanceId"]) == (result["address"]["AllocationId"], new["InstanceId"])
 
 
 def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aws, created):
@@ -432,6 +461,6 @@ def test_teardown_leaves_nothing_tagged_behind(ansible_playbook, moto_server, aw
     assert run.rc == 0, run.output
     assert aws.nothing_left(PREFIX) == {}
     # Terminated instances stay visible for a while (in AWS too); they are all this stack left.
-    assert {i["State"]["Name"] for i in aws.instances(states=["terminated"])} == {"terminated"}
+    assert {i["State"]["Name"] for i in aws.instances(states=("terminated",))} == {"terminated"}
     # moto keeps DescribeTags entries of deleted resources, so the check above asks each
     # resource type instead (docs/provisioning.md, "What moto does differently").
