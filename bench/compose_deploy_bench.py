@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Benchmark: requests failed and latency while a release is deployed through nginx.
 
 Prints a table for three runs on this machine's Docker engine, each under a steady load
@@ -340,7 +339,7 @@ def main():
         " retried: requests re-sent once on a new connection after the server closed an idle keep-alive one"
         " (as browsers, curl and urllib3 do); they count as failed only if the retry failed too."
     )
-    print(json.dumps({label: r for label, r in rows}, default=str), file=sys.stderr)
+    print(json.dumps(dict(rows), default=str), file=sys.stderr)
 
 
 if __name__ == "__main__":

@@ -211,7 +211,7 @@ def replace_app_host(moto_server, aws, tmp_dir, env):
     [old] = aws.instances({**EDGE, "Role": "app"})
     [address] = aws.addresses(EDGE)
     aws.ec2.terminate_instances(InstanceIds=[old["InstanceId"]])
-    rc, _, output = run_playbook(PROVISION, edge, tmp_dir, env)
+    rc, _stdout, output = run_playbook(PROVISION, edge, tmp_dir, env)
     return {"rc": rc, "output": output, "old": old, "address": address}
 
 
