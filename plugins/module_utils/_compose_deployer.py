@@ -380,7 +380,7 @@ class Deployer:
         result["changed"] = True
         if check_mode:
             self.say(f"would deploy release {release} (current: {result['previous_release'] or 'none'})")
-            result["diff"] = self._plan(current, images, files_digest)
+            result["diff"] = self._plan(current, release, images, files_digest)
             return result
 
         compose = self._compose(files=files, env_files=env_files)
@@ -512,12 +512,12 @@ class Deployer:
                 return False
         return True
 
-    def _plan(self, current, images, files_digest):
+    def _plan(self, current, release, images, files_digest):
         before = {n: s.get("image") for n, s in ((current or {}).get("services") or {}).items()}
         return {
             "before": {"release": (current or {}).get("release"), "images": before},
             "after": {
-                "release": None,
+                "release": release,
                 "images": images,
                 "files_changed": (current or {}).get("files_digest") != files_digest,
             },
