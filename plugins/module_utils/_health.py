@@ -5,9 +5,8 @@
 This is a private module_utils (leading underscore): no stable API.
 
 A check answers ``(ok, detail)``. ``wait_healthy`` polls until the checks pass
-``healthy_threshold`` times in a row, the container dies, or the deadline passes;
-``watch`` keeps polling a healthy container for a window and reports the first
-``retries`` consecutive failures. Time and sleeping are injectable for unit tests.
+``healthy_threshold`` times in a row, the container dies, or the deadline passes.
+Time and sleeping are injectable for unit tests.
 """
 
 import re
@@ -145,20 +144,3 @@ def wait_healthy(check, spec, deadline, clock=time.monotonic, sleep=time.sleep):
         if now + spec["interval"] > deadline:
             return HealthResult(False, f"not healthy within the wait timeout; last check: {detail}", now - start)
         sleep(spec["interval"])
-
-
-def watch(check, spec, seconds, clock=time.monotonic, sleep=time.sleep):
-    """Keep checking for ``seconds``; fail on ``retries`` consecutive failures or a fatal one."""
-    start = clock()
-    failures = 0
-    detail = "healthy"
-    while clock() - start < seconds:
-        ok, detail, fatal = check()
-        if ok:
-            failures = 0
-        else:
-            failures += 1
-            if fatal or failures >= spec["retries"]:
-                return HealthResult(False, detail, clock() - start, fatal=fatal)
-        sleep(spec["interval"])
-    return HealthResult(True, detail, clock() - start)

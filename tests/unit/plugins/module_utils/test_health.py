@@ -8,7 +8,6 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
     http_check,
     normalize_health,
     wait_healthy,
-    watch,
 )
 
 
@@ -119,14 +118,3 @@ def test_wait_healthy_stops_at_the_deadline_and_on_fatal():
     check = sequence((False, "starting", False), (False, "exited", True))
     result = wait_healthy(check, spec, deadline=60, clock=clock, sleep=clock.sleep)
     assert not result.ok and result.fatal and result.detail == "exited" and clock.now == 1
-
-
-def test_watch_fails_after_retries_consecutive_failures_only():
-    clock = FakeClock()
-    spec = normalize_health("api", {"interval": 1, "retries": 2})
-    flappy = sequence((False, "x", False), (True, "ok", False), (False, "x", False), (True, "ok", False))
-    assert watch(flappy, spec, 10, clock=clock, sleep=clock.sleep).ok
-    clock = FakeClock()
-    down = sequence((True, "ok", False), (False, "503", False), (False, "503", False))
-    result = watch(down, spec, 10, clock=clock, sleep=clock.sleep)
-    assert not result.ok and result.detail == "503" and clock.now == 2
