@@ -47,9 +47,15 @@ def docker(*args, check=True):
 
 @pytest.fixture(scope="session")
 def app_images():
-    """v1, v2 (healthy) and v3 (health endpoint fails) of the demo app."""
-    for version, fail in (("v1", "0"), ("v2", "0"), ("v3", "1")):
-        dockerfile = f"FROM ec2ops-test/demo-app:bookworm\nENV APP_VERSION={version} FAIL_HEALTH={fail}\n"
+    """v1, v2 (healthy), v3 (health endpoint fails) and v4 (fails 3 s after boot) of the demo app."""
+    for version, env in (
+        ("v1", "FAIL_HEALTH=0"),
+        ("v2", "FAIL_HEALTH=0"),
+        ("v3", "FAIL_HEALTH=1"),
+        # Healthy at first, failing 3 s after boot: only a post-cut-over watch catches it.
+        ("v4", "FAIL_HEALTH_AFTER=3"),
+    ):
+        dockerfile = f"FROM ec2ops-test/demo-app:bookworm\nENV APP_VERSION={version} {env}\n"
         subprocess.run(
             ["docker", "build", "-q", "-t", f"{REPO}:{version}", "-"],
             input=dockerfile,
@@ -175,6 +181,20 @@ def test_failed_health_rolls_back_to_the_previous_release_exactly(ansible_playbo
     assert [(r["release"], r["result"]) for r in data["releases"]] == [("v1", "deployed"), ("v3", "failed")]
     assert audit(project)[-1]["result"] == "rolled_back"
     assert elapsed < 8 + 30  # wait_timeout plus restore and playbook overhead
+
+
+def test_a_release_that_fails_after_cut_over_is_rolled_back_by_the_verify_window(ansible_playbook, project):
+    run, _result = deploy(ansible_playbook, project, release="v1", services=HEALTH)
+    assert run.rc == 0, run.output
+    run, failed = deploy(
+        ansible_playbook, project, release="v4", images={"api": f"{REPO}:v4"}, services=HEALTH, verify_seconds=8
+    )
+    assert run.rc != 0
+    assert "during the 8s verify window" in failed["msg"], failed["msg"]
+    assert "Rolled back to release v1, which is serving and healthy" in failed["msg"]
+    assert failed["rolled_back_to"] == "v1"
+    assert served(project)["version"] == "env-one"
+    assert history(project)["current"] == "v1"
 
 
 def test_manual_rollback_to_previous_and_to_a_named_release(ansible_playbook, project):

@@ -9,6 +9,8 @@ Behaviour switches (environment):
   APP_PORT         listen port (default 8080)
   BOOT_DELAY       seconds to wait before listening, like a JVM service booting (default 0)
   FAIL_HEALTH      "1": the health endpoint always answers 503 (a bad release)
+  FAIL_HEALTH_AFTER  seconds after boot from which the health endpoint answers 503
+                   (a release that passes its first checks and dies later)
   IGNORE_SIGTERM   "1": ignore SIGTERM, as many real services do (docker stop then waits)
   DATABASE_URL     postgres://user:pass@host:port/db, checked by the health endpoint
 """
@@ -24,6 +26,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "dev")
 HOSTNAME = socket.gethostname()
+BOOTED = {"at": time.monotonic()}
 
 
 def database_ok():
@@ -54,7 +57,9 @@ class Handler(BaseHTTPRequestHandler):
 
     def do_GET(self):
         if self.path.startswith("/api/v1/health") or self.path == "/health":
-            if os.environ.get("FAIL_HEALTH") == "1":
+            fail_after = os.environ.get("FAIL_HEALTH_AFTER")
+            late_failure = fail_after is not None and time.monotonic() - BOOTED["at"] > float(fail_after)
+            if os.environ.get("FAIL_HEALTH") == "1" or late_failure:
                 self._send(503, {"status": "failing", "version": VERSION})
                 return
             ok, detail = database_ok()
@@ -72,6 +77,7 @@ def main():
     else:
         signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     time.sleep(float(os.environ.get("BOOT_DELAY", "0")))
+    BOOTED["at"] = time.monotonic()  # FAIL_HEALTH_AFTER counts from when the app is up
     # All interfaces: it runs in a container and is reached through the container network.
     server = ThreadingHTTPServer(("0.0.0.0", int(os.environ.get("APP_PORT", "8080"))), Handler)  # noqa: S104
     print(f"demo app {VERSION} listening", flush=True)
