@@ -29,10 +29,15 @@ import time
 
 from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import write_atomic
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Compose, DockerError
+from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import DotenvError
+from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import parse as parse_dotenv
 from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
+    HealthSpecError,
     container_state_check,
+    header_references,
     http_check,
     normalize_health,
+    resolve_headers,
     wait_healthy,
 )
 from ansible_collections.ec2ops.stack.plugins.module_utils._release_history import (
@@ -131,6 +136,8 @@ class Deployer:
         }
         # Containers replaced by a rolling switch, stopping in the background: not checked any more.
         self.retired = set()
+        # The env files of the release being brought up or checked (health header references).
+        self._env_files = []
 
     # ----------------------------------------------------------------- helpers
     def say(self, line):
@@ -170,6 +177,7 @@ class Deployer:
     def _compose(self, record=None, files=None, env_files=None):
         if record is not None:
             files, env_files = record["files"], record["env_files"]
+        self._env_files = list(env_files or [])
         return Compose(
             self.docker,
             self.project_dir,
@@ -230,6 +238,24 @@ class Deployer:
             if c.get("Config", {}).get("Labels", {}).get("com.docker.compose.oneoff") != "True"
         ]
 
+    def _env_values(self):
+        """Variables of the release's env files as they are on the host now (later files win)."""
+        values = {}
+        for name in self._env_files:
+            try:
+                with open(os.path.join(self.project_dir, name), encoding="utf-8") as handle:
+                    values.update(parse_dotenv(handle.read(), strict=False))
+            except (OSError, UnicodeDecodeError, DotenvError) as exc:
+                raise HealthSpecError(f"cannot read the env file {name} for the health headers: {exc}") from None
+        return values
+
+    def _headers_for(self, spec):
+        """``(headers, secrets)`` for an HTTP check, references resolved now, on the host."""
+        if not spec.get("headers"):
+            return None, []
+        env = self._env_values() if header_references(spec["headers"]) else {}
+        return resolve_headers(spec["headers"], env)
+
     def _check_for(self, service, container_id):
         spec = self.health.get(service) or normalize_health(service, None)
 
@@ -244,7 +270,14 @@ class Deployer:
             if spec["url"]:
                 ip = _container_ip(details[0])
                 url = spec["url"].replace("{ip}", ip or "127.0.0.1")
-                ok, detail = http_check(url, spec["status"], spec["body"], spec["timeout"])
+                try:
+                    headers, secrets = self._headers_for(spec)
+                except HealthSpecError as exc:
+                    # A missing variable will not appear by waiting: the verdict is final.
+                    return False, str(exc), True
+                ok, detail = http_check(
+                    url, spec["status"], spec["body"], spec["timeout"], headers=headers, secrets=secrets
+                )
                 # An app that answers, but wrongly, `retries` times in a row has given its verdict:
                 # no need to wait out the whole timeout (a refused connection may still be booting).
                 answered = ok or " HTTP " in detail

@@ -7,6 +7,11 @@ This is a private module_utils (leading underscore): no stable API.
 A check answers ``(ok, detail)``. ``wait_healthy`` polls until the checks pass
 ``healthy_threshold`` times in a row, the container dies, or the deadline passes.
 Time and sleeping are injectable for unit tests.
+
+HTTP checks may send ``headers``. A header value can name variables of the project's env files
+(``${AUTHN_TOKEN}``), so a token never has to be a module argument: ``resolve_headers`` reads
+them on the host at check time, and ``http_check`` removes every resolved value from what it
+reports (details and errors name the header and the variable, never the value).
 """
 
 import re
@@ -25,7 +30,14 @@ DEFAULT_HEALTH = {
     "retries": 3,
     "start_period": 0.0,
     "healthy_threshold": 1,
+    "headers": None,
 }
+
+# A header name (an HTTP token) and a ${NAME} reference to an env-file variable.
+_HEADER_NAME_RE = re.compile(r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$")
+_REFERENCE_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+# Values shorter than this are not masked in details (masking "1" would garble every number).
+_MIN_MASKED_LENGTH = 4
 
 
 class HealthSpecError(ValueError):
@@ -59,6 +71,23 @@ def normalize_health(service, spec):
         raise HealthSpecError(f"services.{service}.health: retries and healthy_threshold must be at least 1")
     if merged["url"] is not None and not re.match(r"https?://", str(merged["url"])):
         raise HealthSpecError(f"services.{service}.health.url must start with http:// or https://")
+    headers = merged["headers"]
+    if headers is not None:
+        if not isinstance(headers, dict):
+            raise HealthSpecError(f"services.{service}.health.headers must be a mapping of header name to value")
+        for name, value in headers.items():
+            if not isinstance(name, str) or not _HEADER_NAME_RE.match(name):
+                raise HealthSpecError(f"services.{service}.health.headers: {name!r} is not a valid header name")
+            if not isinstance(value, str):
+                raise HealthSpecError(f"services.{service}.health.headers.{name} must be a string")
+            if "\n" in value or "\r" in value:
+                raise HealthSpecError(f"services.{service}.health.headers.{name} must be one line")
+            rest = _REFERENCE_RE.sub("", value)
+            if "${" in rest:
+                raise HealthSpecError(
+                    f"services.{service}.health.headers.{name}: only ${{NAME}} references to env-file variables "
+                    "are supported"
+                )
     if merged["body"] is not None:
         try:
             re.compile(merged["body"])
@@ -97,10 +126,61 @@ def container_state_check(state):
     )
 
 
-def http_check(url, status=200, body=None, timeout=2.0, opener=open_url):
-    """GET ``url``: ``(ok, detail)``; detail has the status and the start of the body."""
+def header_references(headers):
+    """The env-file variables the header values name, in order."""
+    names = []
+    for value in (headers or {}).values():
+        for name in _REFERENCE_RE.findall(value):
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def resolve_headers(headers, env):
+    """``(resolved headers, secret values)``: ``${NAME}`` replaced from ``env`` (a dict of the env files).
+
+    A missing or empty variable raises HealthSpecError naming the header and the variable only.
+    Every substituted value is returned in ``secrets`` so callers can mask it.
+    """
+    resolved, secrets = {}, []
+    for name, value in (headers or {}).items():
+
+        def substitute(match, header=name):
+            var = match.group(1)
+            found = env.get(var)
+            if not found:
+                raise HealthSpecError(
+                    f"health header {header}: ${{{var}}} is not set (or empty) in the project's env files"
+                )
+            secrets.append(found)
+            return found
+
+        resolved[name] = _REFERENCE_RE.sub(substitute, value)
+    return resolved, secrets
+
+
+def mask(text, secrets):
+    """``text`` with every secret value replaced by ``***``."""
+    for secret in sorted(set(secrets or ()), key=len, reverse=True):
+        if len(secret) >= _MIN_MASKED_LENGTH:
+            text = text.replace(secret, "***")
+    return text
+
+
+def http_check(url, status=200, body=None, timeout=2.0, opener=open_url, headers=None, secrets=()):
+    """GET ``url``: ``(ok, detail)``; detail has the status and the start of the body.
+
+    ``headers`` are sent with the request; ``secrets`` (resolved header values) never appear in
+    the detail, not even when the server echoes them.
+    """
+    ok, detail = _http_check(url, status, body, timeout, opener, headers)
+    return ok, mask(detail, secrets)
+
+
+def _http_check(url, status, body, timeout, opener, headers):
+    kwargs = {"headers": headers} if headers else {}
     try:
-        with opener(url, timeout=timeout) as response:
+        with opener(url, timeout=timeout, **kwargs) as response:
             code = response.status
             text = response.read(4096).decode("utf-8", "replace")
     except urllib.error.HTTPError as exc:

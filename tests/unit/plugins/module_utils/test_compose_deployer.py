@@ -74,3 +74,25 @@ def test_rolling_without_an_upstream_is_refused(tmp_path):
         Deployer(docker=None, params={"project_dir": str(tmp_path), "services": {"api": {"strategy": "rolling"}}})
     with pytest.raises(DeployError, match="strategy must be one of"):
         Deployer(docker=None, params={"project_dir": str(tmp_path), "services": {"api": {"strategy": "bluegreen"}}})
+
+
+def test_health_headers_resolve_from_the_release_env_files_at_check_time(tmp_path):
+    from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import Deployer
+
+    (tmp_path / "judge0.conf").write_text("AUTHN_HEADER='X-Auth-Token'\n")
+    (tmp_path / "secrets.env").write_text("AUTHN_TOKEN=first\n")
+    params = {
+        "project_dir": str(tmp_path),
+        "services": {"server": {"health": {"url": "http://{ip}:2358/about", "headers": {"X-T": "${AUTHN_TOKEN}"}}}},
+    }
+    deployer = Deployer(docker=None, params=params)
+    deployer._compose(files=["compose.yml"], env_files=["judge0.conf", "secrets.env"])
+    spec = deployer.health["server"]
+    assert deployer._headers_for(spec) == ({"X-T": "first"}, ["first"])
+    # Read again at each check: a restored env file (rollback) is what the next check uses.
+    (tmp_path / "secrets.env").write_text("AUTHN_TOKEN='second'\n")
+    assert deployer._headers_for(spec) == ({"X-T": "second"}, ["second"])
+    (tmp_path / "secrets.env").write_text("OTHER=1\n")
+    with pytest.raises(Exception, match=r"\$\{AUTHN_TOKEN\} is not set") as info:
+        deployer._headers_for(spec)
+    assert "second" not in str(info.value)

@@ -5,8 +5,11 @@ import pytest
 from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
     HealthSpecError,
     container_state_check,
+    header_references,
     http_check,
+    mask,
     normalize_health,
+    resolve_headers,
     wait_healthy,
 )
 
@@ -118,3 +121,58 @@ def test_wait_healthy_stops_at_the_deadline_and_on_fatal():
     check = sequence((False, "starting", False), (False, "exited", True))
     result = wait_healthy(check, spec, deadline=60, clock=clock, sleep=clock.sleep)
     assert not result.ok and result.fatal and result.detail == "exited" and clock.now == 1
+
+
+def test_headers_are_validated():
+    spec = normalize_health("api", {"headers": {"X-Auth-Token": "${AUTHN_TOKEN}", "Accept": "application/json"}})
+    assert spec["headers"]["X-Auth-Token"] == "${AUTHN_TOKEN}"
+    assert normalize_health("api", None)["headers"] is None
+    for bad, message in (
+        ({"headers": ["X-Auth-Token"]}, "must be a mapping"),
+        ({"headers": {"Bad Header": "x"}}, "not a valid header name"),
+        ({"headers": {"X-A": 1}}, "must be a string"),
+        ({"headers": {"X-A": "a\r\nInjected: 1"}}, "one line"),
+        ({"headers": {"X-A": "${lower-case}"}}, "only \\$\\{NAME\\} references"),
+        ({"headers": {"X-A": "${A:-default}"}}, "only \\$\\{NAME\\} references"),
+    ):
+        with pytest.raises(HealthSpecError, match=message):
+            normalize_health("api", bad)
+
+
+def test_resolve_headers_from_env_names_variables_never_values():
+    headers = {"X-Auth-Token": "${AUTHN_TOKEN}", "Authorization": "Bearer ${A}${B}", "Accept": "*/*"}
+    assert header_references(headers) == ["AUTHN_TOKEN", "A", "B"]
+    resolved, secrets = resolve_headers(headers, {"AUTHN_TOKEN": "s3cret-token", "A": "x1", "B": "y2"})
+    assert resolved == {"X-Auth-Token": "s3cret-token", "Authorization": "Bearer x1y2", "Accept": "*/*"}
+    assert secrets == ["s3cret-token", "x1", "y2"]
+    with pytest.raises(HealthSpecError) as info:
+        resolve_headers(headers, {"AUTHN_TOKEN": "", "A": "x", "B": "y"})
+    assert "X-Auth-Token: ${AUTHN_TOKEN} is not set" in str(info.value)
+
+
+def test_http_check_sends_headers_and_masks_their_values():
+    seen = {}
+
+    def echoing(url, timeout, headers):
+        seen.update(headers)
+        token = headers.get("X-Auth-Token")
+        if token != "s3cret-token":
+            raise urllib.error.HTTPError(url, 401, "Unauthorized", {}, io.BytesIO(f"bad token {token}".encode()))
+        return Response(200, f'{{"token_echo": "{token}"}}')
+
+    ok, detail = http_check(
+        "http://x/about",
+        body="nomatch",
+        opener=echoing,
+        headers={"X-Auth-Token": "s3cret-token"},
+        secrets=["s3cret-token"],
+    )
+    assert seen == {"X-Auth-Token": "s3cret-token"}
+    assert not ok and "s3cret-token" not in detail and "***" in detail
+    ok, detail = http_check(
+        "http://x/about", opener=echoing, headers={"X-Auth-Token": "wrong-token"}, secrets=["wrong-token"]
+    )
+    assert not ok and "HTTP 401" in detail and "wrong-token" not in detail
+    # Without headers the opener is called as before (no headers keyword).
+    assert http_check("http://x/h", opener=lambda url, timeout: Response(200, "ok"))[0]
+    assert mask("a 1 b", ["1"]) == "a 1 b"
