@@ -1,8 +1,14 @@
 # Entry points for developers and CI. `make test` is the whole suite (README, .ci/run).
-.PHONY: test setup lint sanity units pytest molecule lock build
+.PHONY: test setup lint sanity units pytest molecule lock build demo demo-down
 
 test:
 	bash tools/test.sh
+
+# The local demo: deploy.yml over SSH against an EC2-like container (inventories/local).
+demo:
+	bash tools/demo.sh up
+demo-down:
+	bash tools/demo.sh down
 
 setup:
 	bash tools/test.sh setup

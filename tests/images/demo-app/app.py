@@ -2,7 +2,8 @@
 
 GET /                 {"version": APP_VERSION, "hostname": ...}
 GET /api/v1/health    200 {"status": "ok", ...} when healthy; 503 otherwise
-                      (with DATABASE_URL set, healthy means Postgres answers a TCP connect)
+                      (with DATABASE_URL set, healthy means Postgres accepts the password and
+                      answers SELECT 1; with REDIS_URL set, that Redis accepts AUTH and PING)
 
 Behaviour switches (environment):
   APP_VERSION      reported version (default "dev")
@@ -13,6 +14,8 @@ Behaviour switches (environment):
                    (a release that passes its first checks and dies later)
   IGNORE_SIGTERM   "1": ignore SIGTERM, as many real services do (docker stop then waits)
   DATABASE_URL     postgres://user:pass@host:port/db, checked by the health endpoint
+  REDIS_URL        redis://:pass@host:port/0, checked by the health endpoint
+The health answer names what it checked, never a password.
 """
 
 import json
@@ -33,12 +36,35 @@ def database_ok():
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         return True, "no database configured"
+    import psycopg2  # noqa: PLC0415 (only the demo's database check needs it)
+
+    try:
+        with psycopg2.connect(url, connect_timeout=2) as conn, conn.cursor() as cur:
+            cur.execute("SELECT 1")
+            cur.fetchone()
+        conn.close()
+        return True, "ok"
+    except psycopg2.Error as exc:
+        # The class only: a driver message can quote the connection string.
+        return False, f"failing ({exc.__class__.__name__})"
+
+
+def redis_ok():
+    url = os.environ.get("REDIS_URL", "")
+    if not url:
+        return True, "no redis configured"
     parsed = urllib.parse.urlparse(url)
     try:
-        with socket.create_connection((parsed.hostname, parsed.port or 5432), timeout=2):
-            return True, "database reachable"
+        with socket.create_connection((parsed.hostname, parsed.port or 6379), timeout=2) as sock:
+            if parsed.password:
+                password = urllib.parse.unquote(parsed.password).encode()
+                sock.sendall(b"*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n" % (len(password), password))
+                if not sock.recv(64).startswith(b"+OK"):
+                    return False, "failing (AUTH refused)"
+            sock.sendall(b"*1\r\n$4\r\nPING\r\n")
+            return (True, "ok") if sock.recv(64).startswith(b"+PONG") else (False, "failing (no PONG)")
     except OSError as exc:
-        return False, f"database unreachable: {exc.__class__.__name__}"
+        return False, f"failing ({exc.__class__.__name__})"
 
 
 class Handler(BaseHTTPRequestHandler):
@@ -62,8 +88,13 @@ class Handler(BaseHTTPRequestHandler):
             if os.environ.get("FAIL_HEALTH") == "1" or late_failure:
                 self._send(503, {"status": "failing", "version": VERSION})
                 return
-            ok, detail = database_ok()
-            self._send(200 if ok else 503, {"status": "ok" if ok else "failing", "detail": detail, "version": VERSION})
+            db_ok, db_detail = database_ok()
+            redis_up, redis_detail = redis_ok()
+            ok = db_ok and redis_up
+            self._send(
+                200 if ok else 503,
+                {"status": "ok" if ok else "failing", "database": db_detail, "redis": redis_detail, "version": VERSION},
+            )
             return
         self._send(200, {"version": VERSION, "hostname": HOSTNAME, "path": self.path})
 
