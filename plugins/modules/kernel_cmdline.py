@@ -8,7 +8,7 @@ module: kernel_cmdline
 short_description: Add or remove kernel arguments in GRUB_CMDLINE_LINUX of /etc/default/grub
 version_added: 0.1.0
 description:
-  - Edits the kernel command line that C(update-grub) or C(grub2-mkconfig) read from O(path): adds the arguments in
+  - Edits the kernel command line that C(update-grub) or C(grub2-mkconfig) read from O(path). It adds the arguments in
     O(add) and removes those in O(remove), in the last uncommented assignment of O(variable) (the one the shell
     uses). Every other line, the value's quoting and a trailing comment are kept. A missing assignment is appended.
   - V(key=value) in O(add) replaces an existing V(key) or V(key=other) (duplicates collapse into one); a bare V(key)
