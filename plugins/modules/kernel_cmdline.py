@@ -54,6 +54,8 @@ attributes:
     support: full
   idempotent:
     support: full
+  safe_file_operations:
+    support: full
 notes:
   - Arguments may use letters, digits and C(_.,:/=+@%~^-); anything needing shell quoting is refused.
 seealso:
