@@ -75,9 +75,10 @@ options:
         unhealthy, default 3), C(start_period) (seconds before the first check, default 0), C(healthy_threshold)
         (consecutive passes needed, default 1) and C(headers) (header name to value, sent with the HTTP check).
       - A C(headers) value may name variables of the project's env files (O(env_files)) as C(${NAME}), for example
-        the value C(${AUTHN_TOKEN}) for the header C(X-Auth-Token). They are read on the host at each check, from the files of the release
-        being checked, so a token never is a module argument; its value is removed from every health detail and
-        error. Put secrets only as such references, never as literal values (this option is not C(no_log)).
+        the value C(${AUTHN_TOKEN}) for the header C(X-Auth-Token). They are read on the host at each check, from
+        the files of the release being checked, so a token never is a module argument; its value is removed from
+        every health detail and error. Put secrets only as such references, never as literal values (this option
+        is not C(no_log)).
     type: dict
     default: {}
   wait_timeout:

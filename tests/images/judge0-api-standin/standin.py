@@ -55,7 +55,7 @@ def setting(name, default=""):
 
 
 def flag(name, default):
-    return setting(name, "true" if default else "false").lower() == "true"
+    return setting(name, "true" if default else "false").lower() in ("true", "1", "yes")
 
 
 VERSION = setting("JUDGE0_VERSION", "unknown")
