@@ -10,6 +10,10 @@ Compose v2 plugin: no Python Docker SDK.
 """
 
 import json
+import re
+
+# How docker reports a container that no longer exists (CLI 20.10 to 28).
+_MISSING_RE = re.compile(r"No such (object|container)")
 
 
 class DockerError(Exception):
@@ -40,9 +44,20 @@ class Docker:
         return out
 
     def inspect_containers(self, ids):
+        """``docker inspect`` of containers, leaving out any removed since they were listed.
+
+        A rolling switch stops and removes the old container in the background, so a deploy that
+        follows soon after (a rollback, then a new deploy) can list a container that is gone a
+        moment later; docker then prints the others and exits 1 with "No such object".
+        """
         if not ids:
             return []
-        return json.loads(self.call("docker inspect", ["inspect", *ids]) or "[]")
+        argv = [self.docker, "inspect", *ids]
+        rc, out, err = self._run(argv)
+        errors = [line for line in (err or "").splitlines() if line.strip()]
+        if rc != 0 and (not errors or not all(_MISSING_RE.search(line) for line in errors)):
+            raise DockerError("docker inspect", argv, rc, err)
+        return json.loads(out or "[]")
 
     def image_inspect(self, ref):
         argv = [self.docker, "image", "inspect", ref]
