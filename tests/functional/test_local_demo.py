@@ -1,0 +1,250 @@
+"""The embedded ``local`` default end to end, on the real engine, over real SSH.
+
+One story against one target, in order:
+
+1. ``tools/demo.sh up`` (what ``make demo``, the README's first command, runs) builds the
+   EC2-like instance, the registry (ECR stand-in) and the moto server (Secrets Manager stand-in),
+   runs ``deploy.yml -i inventories/local`` over SSH with a generated key and a pinned host key,
+   and prints the URL and the health answer; the gateway's health is a real Postgres query and a
+   real Redis PING with the passwords that came from the moto secret through ``.env``;
+2. no secret value appears in anything the demo printed;
+3. the deploy of release v2 runs the way AWX runs it: ansible-runner with a private data dir
+   whose inventory is what AWX's inventory import makes of ``inventories/local``; its artifacts
+   say successful, and only the app layer changed (host, docker and nginx were converged);
+4. a rollback is refused without confirmation, then restores v1;
+5. ``tools/ssh-deploy.sh`` (what the GitHub Actions deploy job runs) deploys with the key only
+   in its ssh-agent and the host key pinned from DEPLOY_KNOWN_HOSTS, and refuses a wrong host key;
+6. ``tools/demo.sh down`` leaves nothing behind.
+
+The containers, network and ports are this test's own (``ec2ops-demotest-*``, 172.30.241.0/24,
+free loopback ports), so a developer's running ``make demo`` is not touched.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import shutil
+import socket
+import subprocess
+import sys
+import urllib.request
+
+import awx_runner
+import boto3
+import pytest
+
+pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+DEMO = ROOT / "tools" / "demo.sh"
+NAME = "ec2ops-demotest"
+NET = "172.30.241"
+HOST_ALIAS = "ticketing-local-app"
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class Demo:
+    def __init__(self, state: pathlib.Path):
+        self.state = state
+        self.ports = {k: _free_port() for k in ("SSH", "HTTP", "REGISTRY", "MOTO")}
+        self.env = {k: v for k, v in os.environ.items() if not k.startswith(("ANSIBLE_", "AWS_", "MOLECULE_"))}
+        self.env.update(
+            EC2OPS_DEMO_NAME=NAME,
+            EC2OPS_DEMO_NET=NET,
+            EC2OPS_DEMO_STATE=str(state),
+            **{f"EC2OPS_DEMO_{k}_PORT": str(v) for k, v in self.ports.items()},
+        )
+        self.up: subprocess.CompletedProcess | None = None
+
+    def run(self, *args, env=None, timeout=900):
+        return subprocess.run(
+            args,
+            cwd=ROOT,
+            env={**self.env, **(env or {})},
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+    def demo(self, *args):
+        return self.run("bash", str(DEMO), *args)
+
+    def playbook_env(self):
+        """The environment `eval "$(tools/demo.sh env)"` gives a user (venv, ansible.cfg, demo settings)."""
+        out = self.run("bash", "-c", f'eval "$(bash {DEMO} env)" && exec env -0')
+        assert out.returncode == 0, out.stderr
+        return dict(item.split("=", 1) for item in out.stdout.split("\0") if "=" in item)
+
+    def get(self, path):
+        with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['HTTP']}{path}", timeout=5) as resp:
+            return resp.status, json.loads(resp.read())
+
+    def secret_values(self):
+        sm = boto3.client(
+            "secretsmanager",
+            endpoint_url=f"http://127.0.0.1:{self.ports['MOTO']}",
+            region_name="ap-northeast-2",
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+        return json.loads(sm.get_secret_value(SecretId="ticketing/local/app")["SecretString"])
+
+    def instance(self, *command):
+        return subprocess.run(
+            ["docker", "exec", f"{NAME}-instance", *command], capture_output=True, text=True, check=False
+        )
+
+
+@pytest.fixture(scope="module")
+def demo(tmp_path_factory):
+    demo = Demo(tmp_path_factory.mktemp("demo-state"))
+    demo.up = demo.demo("up")
+    yield demo
+    demo.demo("down")
+
+
+@pytest.fixture
+def up(demo):
+    if demo.up is None or demo.up.returncode != 0:
+        pytest.fail("the demo did not come up (see test_demo_command_deploys_the_app)")
+    return demo
+
+
+def test_demo_command_deploys_the_app(demo):
+    out = demo.up
+    assert out.returncode == 0, out.stdout[-6000:] + out.stderr[-3000:]
+    url = f"http://127.0.0.1:{demo.ports['HTTP']}/"
+    assert f"Open:    {url}" in out.stdout
+    [health_line] = [line for line in out.stdout.splitlines() if line.strip().startswith("Health:")]
+    printed = json.loads(health_line.split("Health:", 1)[1])
+    # The gateway authenticated to Postgres and Redis with the passwords from the moto secret.
+    assert printed == {"status": "ok", "database": "ok", "redis": "ok", "version": "v1"}
+    status, body = demo.get("/")
+    assert (status, body["version"]) == (200, "v1")
+    assert "release v1 deployed" in out.stdout
+
+
+def test_demo_never_prints_a_secret(up):
+    values = up.secret_values()
+    assert set(values) >= {"DB_PASSWORD", "REDIS_PASSWORD", "JWT_SECRET"}
+    printed = up.up.stdout + up.up.stderr
+    for key, value in values.items():
+        if key.endswith(("PASSWORD", "SECRET")):
+            assert value not in printed, f"{key} appears in the demo output"
+    # The values are on the host, in .env, readable by root only.
+    env_file = up.instance("stat", "-c", "%a %U", "/opt/ticketing/.env")
+    assert env_file.stdout.strip() == "600 root"
+    assert f"DB_PASSWORD='{values['DB_PASSWORD']}'" in up.instance("cat", "/opt/ticketing/.env").stdout
+
+
+def test_deploy_through_ansible_runner_as_awx_does(up, tmp_path):
+    env = up.playbook_env()
+    # AWX imports a project inventory with `ansible-inventory --list --export` and hands the job
+    # that result; the job runs the project's deploy.yml with the survey answer as an extra var.
+    imported = up.run(
+        "ansible-inventory", "-i", "inventories/local", "--list", "--export", "--yaml", env=env, timeout=120
+    )
+    assert imported.returncode == 0, imported.stderr
+    job = awx_runner.run_job(
+        tmp_path,
+        "deploy.yml",
+        inventory=imported.stdout,
+        extravars={"compose_app_release": "v2"},
+        envvars={k: v for k, v in env.items() if k.startswith("EC2OPS_")},
+        timeout=900,
+    )
+    assert (job.rc, job.status) == (0, "successful"), job.stdout[-6000:]
+    assert job.host_stat("failures", HOST_ALIAS) == 0
+    changed_roles = {
+        e["event_data"].get("role")
+        for e in job.events
+        if e.get("event") == "runner_on_ok" and e["event_data"].get("res", {}).get("changed")
+    }
+    # host, docker and nginx were converged by the demo: a full run changes only the release.
+    assert changed_roles == {"compose_app"}, changed_roles
+    [deployed] = job.task_events("Deploy the release")
+    assert deployed["event_data"]["res"]["release"] == "v2"
+    assert deployed["event_data"]["res"]["previous_release"] == "v1"
+    assert up.get("/")[1]["version"] == "v2"
+    assert up.get("/api/v1/health")[1]["database"] == "ok"
+
+
+def test_rollback_needs_confirmation_then_restores_the_previous_release(up):
+    env = up.playbook_env()
+    refused = up.run("ansible-playbook", "rollback.yml", "-i", "inventories/local", env=env)
+    assert refused.returncode != 0
+    assert "Confirm it with -e rollback_confirm=yes" in refused.stdout
+    assert up.get("/")[1]["version"] == "v2"
+
+    rolled = up.run(
+        "ansible-playbook", "rollback.yml", "-i", "inventories/local", "-e", "rollback_confirm=yes", env=env
+    )
+    assert rolled.returncode == 0, rolled.stdout[-4000:]
+    assert up.get("/")[1]["version"] == "v1"
+    history = json.loads(up.instance("cat", "/opt/ticketing/.ec2ops/history.json").stdout)
+    assert history["current"] == "v1"
+
+
+def _ssh_deploy(up, known_hosts, *args):
+    """tools/ssh-deploy.sh as the GitHub Actions job runs it: the key only in its agent.
+
+    The inventory's state directory holds the public key only (no private key, no known_hosts),
+    so authentication can only use the agent and host key checking only the pinned lines.
+    """
+    state = up.state.parent / f"{up.state.name}-ci"
+    shutil.rmtree(state, ignore_errors=True)
+    state.mkdir()
+    shutil.copy(up.state / "id_ed25519.pub", state / "id_ed25519.pub")
+    env = {
+        **up.playbook_env(),
+        "EC2OPS_DEMO_STATE": str(state),
+        "DEPLOY_SSH_KEY": (up.state / "id_ed25519").read_text(),
+        "DEPLOY_KNOWN_HOSTS": known_hosts,
+        "DEPLOY_INVENTORY": "inventories/local",
+    }
+    env.pop("SSH_AUTH_SOCK", None)
+    return up.run("bash", "tools/ssh-deploy.sh", *args, env=env)
+
+
+def test_ssh_deploy_script_uses_the_agent_and_the_pinned_host_key(up):
+    pinned = (up.state / "known_hosts").read_text()
+    out = _ssh_deploy(up, pinned, "deploy.yml", "--tags", "compose_app", "-e", "compose_app_release=v2")
+    assert out.returncode == 0, out.stdout[-4000:] + out.stderr[-2000:]
+    assert up.get("/")[1]["version"] == "v2"
+    assert "PRIVATE KEY" not in out.stdout + out.stderr
+
+
+def test_ssh_deploy_script_refuses_a_wrong_host_key(up, tmp_path):
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", tmp_path / "other"], check=True)
+    impostor = f"{HOST_ALIAS} {' '.join((tmp_path / 'other.pub').read_text().split()[:2])}\n"
+    out = _ssh_deploy(up, impostor, "deploy.yml", "--tags", "compose_app", "-e", "compose_app_release=v1")
+    assert out.returncode != 0
+    said = out.stdout + out.stderr
+    assert "REMOTE HOST IDENTIFICATION HAS CHANGED" in said or "Host key verification failed" in said, said[-3000:]
+    assert "UNREACHABLE" in said
+    # Nothing ran: v2 still serves.
+    assert up.get("/")[1]["version"] == "v2"
+
+
+def test_demo_down_removes_everything(up):
+    out = up.demo("down")
+    assert out.returncode == 0, out.stderr
+    left = subprocess.run(
+        ["docker", "ps", "-aq", "--filter", f"label=ec2ops.demo={NAME}"], capture_output=True, text=True, check=True
+    )
+    assert left.stdout.strip() == ""
+    assert subprocess.run(["docker", "network", "inspect", NAME], capture_output=True, check=False).returncode != 0
+    assert not up.state.exists()
+    up.up = None
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__, "-v"]))
