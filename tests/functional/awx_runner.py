@@ -22,9 +22,8 @@ Usage::
     assert job.rc == 0 and job.status == "successful"
     assert job.stats["changed"]["localhost"] > 0
 
-Nothing here knows about the target: point ``inventory`` and ``extravars`` at the local demo
-target (``deploy.yml`` against the embedded ``local`` inventory) once it exists, exactly as at
-moto for ``playbooks/provision.yml`` now.
+Nothing here knows about the target: the provision test points ``extravars`` at moto, the local
+demo test passes the imported ``inventories/local`` as ``inventory`` and runs ``deploy.yml``.
 """
 
 from __future__ import annotations

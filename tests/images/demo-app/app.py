@@ -36,7 +36,8 @@ def database_ok():
     url = os.environ.get("DATABASE_URL", "")
     if not url:
         return True, "no database configured"
-    import psycopg2  # noqa: PLC0415 (only the demo's database check needs it)
+    # Imported here: only the demo's database check needs the driver.
+    import psycopg2
 
     try:
         with psycopg2.connect(url, connect_timeout=2) as conn, conn.cursor() as cur:
