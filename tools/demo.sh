@@ -64,6 +64,10 @@ wait_for() { # seconds description command...
 
 target() {
   log "Setting up this machine (venv, Docker engine, Compose v2, images)"
+  # The SSH client (Ansible's connection) and curl, where a minimal machine lacks them.
+  if ! command -v ssh-keygen >/dev/null 2>&1 || ! command -v curl >/dev/null 2>&1; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openssh-client curl >/dev/null
+  fi
   bash tools/ensure-venv.sh
   bash tools/ensure-docker.sh
   bash tools/ensure-images.sh
