@@ -49,13 +49,55 @@ stage_pytest() {
   [ "$rc" = 5 ] && { log "pytest collected no tests"; rc=0; }
   [ "$rc" = 0 ] && [ "$rc_demo" = 0 ]
 }
+# Minutes each scenario took in CI (unloaded machine), to balance the lanes; others count 5.
+declare -A MOLECULE_MINUTES=([nginx]=8 [compose_app]=7 [judge0]=7 [host]=4 [kafka]=4 [docker]=3)
+molecule_lane() { # lane-number net scenario... : run the scenarios one after another
+  local lane=$1 net=$2 s rc=0
+  shift 2
+  for s in "$@"; do
+    log "molecule test -s $s (lane $lane, network $net.0/24)"
+    if EC2OPS_MOLECULE_NET=$net molecule test -s "$s" >"$MOLECULE_LOGS/$s.log" 2>&1; then
+      echo "ok" >"$MOLECULE_LOGS/$s.result"
+    else
+      echo "FAILED" >"$MOLECULE_LOGS/$s.result"
+      rc=1
+    fi
+    log "molecule scenario $s: $(cat "$MOLECULE_LOGS/$s.result")"
+  done
+  return "$rc"
+}
 stage_molecule() {
   activate
-  local s rc=0
-  for s in ${MOLECULE_SCENARIOS:-$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml | cut -d/ -f2 | sort)}; do
-    log "molecule test -s $s"
-    molecule test -s "$s" || { rc=1; log "molecule scenario $s FAILED"; }
+  # Scenarios run in EC2OPS_MOLECULE_JOBS lanes (default 2) at once, each lane on its own
+  # network (172.30.250+lane.0/24); every scenario's containers and networks carry its own name.
+  # Most of a scenario's time is spent waiting (apt, image loads, health checks), so two lanes
+  # share the 2 cores well. Each scenario's output is printed once its lane is done.
+  local jobs=${EC2OPS_MOLECULE_JOBS:-2} s i best rc=0
+  local -a scenarios ordered lanes load pids
+  read -r -a scenarios <<<"${MOLECULE_SCENARIOS:-$(find molecule -mindepth 2 -maxdepth 2 -name molecule.yml | cut -d/ -f2 | sort | tr '\n' ' ')}"
+  MOLECULE_LOGS="$ROOT/tests/output/molecule"
+  rm -rf "$MOLECULE_LOGS" && mkdir -p "$MOLECULE_LOGS"
+  for ((i = 0; i < jobs; i++)); do lanes[i]="" load[i]=0; done
+  # Longest first, each into the lane with the least work so far.
+  read -r -a ordered <<<"$(for s in "${scenarios[@]}"; do echo "${MOLECULE_MINUTES[$s]:-5} $s"; done | sort -k1,1rn -k2 | cut -d' ' -f2 | tr '\n' ' ')"
+  for s in "${ordered[@]}"; do
+    best=0
+    for ((i = 1; i < jobs; i++)); do [ "${load[i]}" -lt "${load[best]}" ] && best=$i; done
+    lanes[best]+=" $s"
+    load[best]=$((load[best] + ${MOLECULE_MINUTES[$s]:-5}))
   done
+  for ((i = 0; i < jobs; i++)); do
+    [ -n "${lanes[i]}" ] || continue
+    # shellcheck disable=SC2086  # the lane's scenario names, one word each
+    molecule_lane "$i" "172.30.$((250 + i))" ${lanes[i]} &
+    pids+=($!)
+  done
+  for i in "${pids[@]}"; do wait "$i" || rc=1; done
+  for s in "${scenarios[@]}"; do
+    log "molecule test -s $s: $(cat "$MOLECULE_LOGS/$s.result" 2>/dev/null || echo 'did not run')"
+    cat "$MOLECULE_LOGS/$s.log" 2>/dev/null
+  done
+  for s in "${scenarios[@]}"; do printf '  molecule %-12s %s\n' "$s" "$(cat "$MOLECULE_LOGS/$s.result" 2>/dev/null || echo 'did not run')"; done
   return "$rc"
 }
 
