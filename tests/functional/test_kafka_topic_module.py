@@ -97,8 +97,9 @@ def broker(tmp_path):
             f"tcp://127.0.0.1:{port}",
             "--storage-engine",
             "memory://tansu/",
-            "--cluster-id",
-            cluster_id,
+            # One argument: a cluster id can start with "-" (URL-safe base64), which the
+            # argument parser would take for an option.
+            f"--cluster-id={cluster_id}",
         ],
         stdout=log,
         stderr=subprocess.STDOUT,
