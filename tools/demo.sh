@@ -35,12 +35,6 @@ SECRET_ID=ticketing/local/app
 export EC2OPS_DEMO_NAME=$NAME EC2OPS_DEMO_NET=$NET EC2OPS_DEMO_SSH_PORT=$SSH_PORT \
   EC2OPS_DEMO_HTTP_PORT=$HTTP_PORT EC2OPS_DEMO_STATE=$STATE
 
-activate() {
-  export PATH="$VENV/bin:$PATH" ANSIBLE_CONFIG="$ROOT/ansible.cfg"
-  EC2OPS_COMPOSE_BINARY=$("$VENV/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
-  export EC2OPS_COMPOSE_BINARY
-}
-
 running() { [ "$(docker inspect -f '{{.State.Running}}' "$1" 2>/dev/null)" = true ]; }
 
 start_container() { # name ip [docker run args...] image [cmd...]

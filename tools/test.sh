@@ -12,13 +12,6 @@ cd "$ROOT" || exit 1
 stages=("$@")
 [ ${#stages[@]} -gt 0 ] || stages=(setup lint sanity units pytest molecule)
 
-activate() {
-  export PATH="$VENV/bin:$PATH"
-  EC2OPS_COMPOSE_BINARY=$("$VENV/bin/python" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')
-  export EC2OPS_COMPOSE_BINARY
-  export ANSIBLE_CONFIG="$ROOT/ansible.cfg"
-}
-
 stage_setup() {
   bash tools/ensure-apt.sh && bash tools/ensure-venv.sh && bash tools/ensure-docker.sh && bash tools/ensure-images.sh
 }
