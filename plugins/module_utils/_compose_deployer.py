@@ -317,7 +317,25 @@ class Deployer:
         if rc == 3:
             self.say(f"  {service}: nginx still has long requests on the old backend; it is stopped after its timeout")
         self.say(f"  {service}: nginx upstream {opts['nginx_upstream']} -> {server}")
+        self._record_upstream(service, opts["nginx_upstream"], opts["port"], [container["Id"]])
         return server
+
+    def _record_upstream(self, service, upstream, port, container_ids):
+        """Remember which containers an upstream points at (``.ec2ops/upstreams.json``).
+
+        ec2ops-upstream-sync reads it after a reboot or a container restart, when Docker may
+        have given the same containers other addresses, and points nginx at them again.
+        """
+        path = os.path.join(self.state_dir, "upstreams.json")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            if not isinstance(data, dict) or not isinstance(data.get("upstreams"), dict):
+                raise ValueError(path)
+        except (OSError, ValueError):
+            data = {"format": 1, "upstreams": {}}
+        data["upstreams"][upstream] = {"service": service, "port": int(port), "containers": list(container_ids)}
+        write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
     # ------------------------------------------------------------ apply/verify
     def _apply_service(self, compose, service, overrides, deadline, timings):
