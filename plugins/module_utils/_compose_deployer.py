@@ -6,29 +6,40 @@ This is a private module_utils (leading underscore): no stable API.
 
 Layout under ``<project_dir>/.ec2ops/`` (0700):
 
-* ``history.json``           the release history (see _release_history)
-* ``releases/<id>/``         the compose and env files the release ran with (0600), and
-                             ``images.yml``, the override pinning each service's image
-* ``audit.log``              one JSON line per deploy or rollback: when, who, what, result
+* ``history.json``           the release history: one record per attempt (see _release_history)
+* ``releases/<key>/``        an attempt's compose and env files (0600) and ``images.yml``, the
+                             override pinning each service's image; never changed once written
+* ``upstreams.json``         which containers each switched nginx upstream points at
+* ``audit.log``              one JSON line per deploy, rollback or repair: when, who, what, result
 * ``deploy.lock``            the per-project lock (see _deploy_lock)
 
-A deploy: lock; snapshot the files the caller put in place; validate them with
-``docker compose config``; pull every image (nothing has stopped yet); pin each image
-to the digest just pulled; then per service, in dependency order, either ``recreate``
-it and wait for its health, or roll it (start the new container beside the old, wait
-for its health, switch the nginx upstream, stop the old one in the background); then
-watch every service for ``verify_seconds``. Any failure restores the previous release
-(files, env, pinned images) behind the same health gate and raises DeployFailed.
+``Deployer.run`` takes the lock, loads the history under it, repairs what a killed run left
+(an attempt still ``in_progress``: every service goes back to the current release behind the
+health gate), then deploys or rolls back, and turns every error into DeployError (nothing was
+changed) or DeployFailed (something was, and the result says what was done about it).
+
+A deploy has two phases. *Prepare* changes nothing the app runs on: snapshot the files (read
+from ``source_dir``, where the role staged them) into the attempt's own directory, check them
+with ``docker compose config``, pull every image, pin each to the digest just pulled, and
+journal the attempt as in progress. *Roll out*: install the files into ``project_dir``, then
+per service in dependency order either ``recreate`` it or roll it (start as many new
+containers as the service has replicas beside the old ones, wait for all to be healthy, switch
+the nginx upstream to all of them at once, stop the old ones in the background), then watch
+every service for ``verify_seconds``. A failure in the roll-out restores the previous release
+(files, env, pinned images) behind the same health gate.
 """
 
 import datetime
 import json
 import os
 import shutil
+import signal
 import time
 
-from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import write_atomic
+from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import target_ownership, write_atomic
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Compose, DockerError
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deploy_spec import OptionsError, check_params
+from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
 from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import DotenvError
 from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import parse as parse_dotenv
 from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
@@ -36,11 +47,15 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
     container_state_check,
     header_references,
     http_check,
+    mask,
+    maskable_values,
     normalize_health,
     resolve_headers,
     wait_healthy,
 )
 from ansible_collections.ec2ops.stack.plugins.module_utils._release_history import (
+    GOOD,
+    HistoryError,
     ReleaseHistory,
     content_digest,
     default_release_id,
@@ -48,15 +63,20 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._release_history impo
 )
 
 STATE_DIR = ".ec2ops"
-STRATEGIES = ("recreate", "rolling")
+# TEST ONLY: the fault-injection suite names a point here and the process kills itself there.
+FAULT_ENV = "EC2OPS_TEST_KILL_AT"
 
 
 class DeployError(Exception):
-    """The deploy could not start; nothing was changed."""
+    """The run could not start or was refused; nothing was changed. ``details`` go into the result."""
+
+    def __init__(self, message, **details):
+        super().__init__(message)
+        self.details = details
 
 
 class DeployFailed(Exception):
-    """The deploy failed after changing something; ``result`` says what was done about it."""
+    """The run failed after changing something; ``result`` says what was done about it."""
 
     def __init__(self, message, result):
         super().__init__(message)
@@ -65,6 +85,12 @@ class DeployFailed(Exception):
 
 def _now():
     return datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
+
+
+def fault_point(name):
+    """TEST ONLY: SIGKILL this process when EC2OPS_TEST_KILL_AT names ``name`` (see tests/functional)."""
+    if os.environ.get(FAULT_ENV) == name:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def topological_order(config_services):
@@ -100,6 +126,14 @@ def rolling_conflicts(service, config):
     return found
 
 
+def replicas_of(config):
+    """How many containers a service runs (compose ``deploy.replicas`` or ``scale``; default 1)."""
+    for value in ((config.get("deploy") or {}).get("replicas"), config.get("scale")):
+        if value is not None:
+            return int(value)
+    return 1
+
+
 def pinned_reference(image, inspect):
     """The digest reference (repo@sha256:...) of a pulled image, or its image id when it has none."""
     repo = _repository(image)
@@ -109,86 +143,168 @@ def pinned_reference(image, inspect):
     return inspect["Id"]
 
 
+def _running(container):
+    return (container.get("State") or {}).get("Status") == "running"
+
+
 class Deployer:
+    """One run of compose_deploy on one project. Build it with the options, call ``run``."""
+
     def __init__(self, docker, params, log=None, clock=time.monotonic, sleep=time.sleep):
-        self.docker = docker
-        self.p = params
-        self.clock = clock
-        self.sleep = sleep
-        self.story = []
-        self._log = log
-        self.project_dir = os.path.abspath(params["project_dir"])
-        self.project = params.get("project_name") or os.path.basename(self.project_dir.rstrip("/"))
+        try:
+            p = check_params(params)
+            self.health = {name: normalize_health(name, opts["health"]) for name, opts in p["services"].items()}
+        except (OptionsError, HealthSpecError) as exc:
+            raise DeployError(str(exc)) from None
+        self.docker, self.clock, self.sleep, self._log = docker, clock, sleep, log
+        self.project_dir = os.path.abspath(p["project_dir"])
+        self.source_dir = os.path.abspath(p["source_dir"] or self.project_dir)
+        self.project = p["project_name"] or os.path.basename(self.project_dir.rstrip("/"))
         self.state_dir = os.path.join(self.project_dir, STATE_DIR)
-        self.history = ReleaseHistory.load(os.path.join(self.state_dir, "history.json"), params.get("keep_releases", 5))
-        self.services_opts = params.get("services") or {}
-        for name, opts in self.services_opts.items():
-            strategy = (opts or {}).get("strategy", "recreate")
-            if strategy not in STRATEGIES:
-                raise DeployError(f"services.{name}.strategy must be one of {', '.join(STRATEGIES)}, not {strategy!r}")
-            if strategy == "rolling" and not (opts.get("nginx_upstream") and opts.get("port")):
-                raise DeployError(
-                    f"services.{name}: the rolling strategy needs nginx_upstream (the upstream name the nginx role "
-                    "manages) and port (the container port nginx sends traffic to)"
-                )
-        self.health = {
-            name: normalize_health(name, (opts or {}).get("health")) for name, opts in self.services_opts.items()
-        }
+        self.files_opt, self.env_files_opt, self.profiles = p["files"], p["env_files"], p["profiles"]
+        self.state, self.release_opt, self.images = p["state"], p["release"], dict(p["images"])
+        self.services_opts = p["services"]
+        self.wait_timeout, self.verify_seconds = p["wait_timeout"], p["verify_seconds"]
+        self.keep, self.keep_failed, self.lock_timeout = p["keep_releases"], p["keep_failed"], p["lock_timeout"]
+        self.pull_policy, self.prune_images = p["pull"], p["prune_images"]
+        self.secret_versions, self.mask_values = p["secret_versions"], p["mask_values"]
+        self.restart_policy, self.switch_command = p["restart_policy"], p["nginx_switch_command"]
+        self.log_lines = p["failure_log_lines"]
+        self.deployed_by = p["deployed_by"] or _user()
+        self.history = None
+        self.story = []
         # Containers replaced by a rolling switch, stopping in the background: not checked any more.
         self.retired = set()
-        # The env files of the release being brought up or checked (health header references).
-        self._env_files = []
+        # The env files (paths) of the release being brought up or checked (health header references).
+        self._env_paths = []
+        self._secrets = set(self.mask_values)
 
-    # ----------------------------------------------------------------- helpers
+    # ------------------------------------------------------------------- run
+    def run(self, check_mode=False):
+        """The whole run: lock, history, repair, deploy or rollback, errors masked and explained."""
+        try:
+            if check_mode:
+                self.history = self._load_history()
+                return self._finish(self._act(True))
+            lock = DeployLock(os.path.join(self.state_dir, "deploy.lock"), self.lock_timeout)
+            try:
+                lock.acquire(self._holder())
+            except LockHeld as exc:
+                raise DeployError(str(exc), holder=exc.holder) from None
+            try:
+                return self._finish(self._locked_run())
+            finally:
+                lock.release()
+        except DeployError as exc:
+            raise DeployError(self._mask(str(exc)), story=self._masked_story(), **exc.details) from None
+        except DeployFailed as exc:
+            raise DeployFailed(self._mask(str(exc)), self._finish(exc.result)) from None
+        except (HistoryError, HealthSpecError, OptionsError, DockerError) as exc:
+            raise DeployError(self._mask(str(exc)), story=self._masked_story()) from None
+        except Exception as exc:  # noqa: BLE001 - a bug: reported plainly, the next run repairs the host
+            raise DeployError(
+                self._mask(f"{_describe(exc)}; an attempt that had started is repaired by the next run"),
+                story=self._masked_story(),
+            ) from None
+
+    def _locked_run(self):
+        self.history = self._load_history()
+        repaired = self._reconcile()
+        try:
+            result = self._act(False)
+        finally:
+            self._collect_garbage()
+        if repaired:
+            result["repaired"] = repaired
+            result["changed"] = True
+        return result
+
+    def _act(self, check_mode):
+        if self.state == "rolled_back":
+            return self.rollback(self.release_opt, check_mode)
+        return self.deploy(check_mode)
+
+    def _holder(self):
+        return {
+            "user": self.deployed_by,
+            "action": "rollback" if self.state == "rolled_back" else "deploy",
+            "release": self.release_opt,
+            "pid": os.getpid(),
+            "started": _now(),
+        }
+
+    def _load_history(self):
+        return ReleaseHistory.load(os.path.join(self.state_dir, "history.json"), self.keep, self.keep_failed)
+
+    def _finish(self, result):
+        result["story"] = self.story
+        return _mask_tree(result, self._secrets)
+
+    def _masked_story(self):
+        return [self._mask(line) for line in self.story]
+
+    # --------------------------------------------------------------- helpers
     def say(self, line):
         self.story.append(line)
         if self._log:
-            self._log(line)
+            self._log(self._mask(line))
+
+    def _mask(self, text):
+        return mask(text, self._secrets)
+
+    def _learn_secrets(self, paths):
+        """Every value of these env files is masked in whatever this run reports."""
+        for path in paths:
+            try:
+                with open(path, encoding="utf-8") as handle:
+                    self._secrets.update(maskable_values(parse_dotenv(handle.read(), strict=False).values()))
+            except (OSError, UnicodeDecodeError, DotenvError):
+                continue
 
     def _files(self):
-        files = self.p.get("files") or []
+        """The release's compose and env file names (relative), each checked to exist in source_dir."""
+        files = list(self.files_opt)
         if not files:
-            for candidate in ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml"):
-                if os.path.exists(os.path.join(self.project_dir, candidate)):
-                    files = [candidate]
-                    break
+            names = ("compose.yaml", "compose.yml", "docker-compose.yaml", "docker-compose.yml")
+            files = [n for n in names if os.path.exists(os.path.join(self.source_dir, n))][:1]
         if not files:
-            raise DeployError(f"no compose file in {self.project_dir}: put compose.yml there or set files")
-        env_files = self.p.get("env_files")
+            raise DeployError(f"no compose file in {self.source_dir}: put compose.yml there or set files")
+        env_files = self.env_files_opt
         if env_files is None:
-            env_files = [".env"] if os.path.exists(os.path.join(self.project_dir, ".env")) else []
+            env_files = [".env"] if os.path.exists(os.path.join(self.source_dir, ".env")) else []
         for name in [*files, *env_files]:
-            if os.path.isabs(name) or ".." in name.split("/"):
-                raise DeployError(f"{name!r}: compose and env files are named relative to project_dir, inside it")
-            if not os.path.isfile(os.path.join(self.project_dir, name)):
-                raise DeployError(f"{os.path.join(self.project_dir, name)} does not exist")
-        return files, env_files
+            if os.path.isabs(name) or ".." in name.split("/") or name.split("/")[0] == STATE_DIR:
+                raise DeployError(
+                    f"{name!r}: compose and env files are named relative to project_dir, inside it (not in .ec2ops)"
+                )
+            if not os.path.isfile(os.path.join(self.source_dir, name)):
+                raise DeployError(f"{os.path.join(self.source_dir, name)} does not exist")
+        return files, list(env_files)
 
-    def _read(self, names):
-        out = {}
-        for name in names:
-            with open(os.path.join(self.project_dir, name), "rb") as handle:
-                out[name] = handle.read()
-        return out
+    def _release_dir(self, key):
+        return os.path.join(self.state_dir, "releases", key)
 
-    def _release_dir(self, release):
-        return os.path.join(self.state_dir, "releases", release)
-
-    def _compose(self, record=None, files=None, env_files=None):
-        if record is not None:
-            files, env_files = record["files"], record["env_files"]
-        self._env_files = list(env_files or [])
+    def _compose(self, files, env_files, base=None):
+        """Compose for the project; ``base`` is where the files are read (project_dir by default)."""
+        base = base or self.project_dir
+        self._env_paths = [os.path.join(base, f) for f in env_files]
         return Compose(
             self.docker,
-            self.project_dir,
+            base,
             self.project,
-            [os.path.join(self.project_dir, f) for f in files],
-            [os.path.join(self.project_dir, f) for f in env_files],
-            self.p.get("profiles") or [],
+            [os.path.join(base, f) for f in files],
+            self._env_paths,
+            self.profiles,
         )
 
+    def _record_compose(self, record):
+        return self._compose(record["files"], record["env_files"])
+
+    def _override(self, record):
+        return os.path.join(self._release_dir(record["key"]), "images.yml")
+
     def _write_override(self, path, images, config_services):
-        """The override that pins images and frees rolling services from fixed names and ports.
+        """The override that pins images, sets a restart policy and frees rolling services.
 
         ``config_services`` is the project's own configuration (without this override).
         """
@@ -198,6 +314,8 @@ class Deployer:
             entries = []
             if images.get(name):
                 entries.append(f"    image: {json.dumps(images[name])}")
+            if self.restart_policy and not config_services[name].get("restart"):
+                entries.append(f"    restart: {json.dumps(self.restart_policy)}")
             if opts.get("strategy") == "rolling":
                 conflicts = rolling_conflicts(name, config_services[name])
                 if any(c.startswith("container_name") for c in conflicts):
@@ -211,25 +329,31 @@ class Deployer:
             lines[1] = "services: {}"
         write_atomic(path, ("\n".join(lines) + "\n").encode(), 0o600)
 
-    def _snapshot(self, release, contents):
-        """Keep the release's files under .ec2ops/releases/<id>/ (0600)."""
-        directory = self._release_dir(release)
-        os.makedirs(directory, mode=0o700, exist_ok=True)
-        for name, data in contents.items():
+    def _snapshot(self, directory, names):
+        """Copy the release's files from source_dir to ``<directory>/files/`` (0600); returns their bytes."""
+        contents = {}
+        os.makedirs(os.path.dirname(directory), mode=0o700, exist_ok=True)
+        os.makedirs(directory, mode=0o700)
+        for name in names:
+            with open(os.path.join(self.source_dir, name), "rb") as handle:
+                contents[name] = handle.read()
             dest = os.path.join(directory, "files", name)
             os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
-            write_atomic(dest, data, 0o600)
-        return directory
+            write_atomic(dest, contents[name], 0o600)
+        return contents
 
-    def _restore_files(self, record):
-        """Put a release's compose and env files back into project_dir (modes kept where the file exists)."""
-        directory = os.path.join(self._release_dir(record["release"]), "files")
+    def _install_files(self, record):
+        """Put a record's compose and env files into project_dir (owner and mode kept where a file exists)."""
+        directory = os.path.join(self._release_dir(record["key"]), "files")
         for name in [*record["files"], *record["env_files"]]:
             with open(os.path.join(directory, name), "rb") as handle:
                 data = handle.read()
             dest = os.path.join(self.project_dir, name)
-            mode = os.stat(dest).st_mode & 0o7777 if os.path.exists(dest) else 0o600
-            write_atomic(dest, data, mode)
+            like = dest if os.path.exists(dest) else os.path.join(self.source_dir, name)
+            current = os.stat(like) if os.path.exists(like) else None
+            mode = current.st_mode & 0o7777 if current else 0o600
+            os.makedirs(os.path.dirname(dest), exist_ok=True)
+            write_atomic(dest, data, mode, *target_ownership(current, None, None))
 
     def _containers(self, service):
         return [
@@ -238,14 +362,18 @@ class Deployer:
             if c.get("Config", {}).get("Labels", {}).get("com.docker.compose.oneoff") != "True"
         ]
 
+    def _logs(self, container_id):
+        return self._mask(self.docker.logs(container_id, self.log_lines)) if container_id else ""
+
     def _env_values(self):
         """Variables of the release's env files as they are on the host now (later files win)."""
         values = {}
-        for name in self._env_files:
+        for path in self._env_paths:
             try:
-                with open(os.path.join(self.project_dir, name), encoding="utf-8") as handle:
+                with open(path, encoding="utf-8") as handle:
                     values.update(parse_dotenv(handle.read(), strict=False))
             except (OSError, UnicodeDecodeError, DotenvError) as exc:
+                name = os.path.basename(path)
                 raise HealthSpecError(f"cannot read the env file {name} for the health headers: {exc}") from None
         return values
 
@@ -258,67 +386,77 @@ class Deployer:
 
     def _check_for(self, service, container_id):
         spec = self.health.get(service) or normalize_health(service, None)
+        wrong_answers = [0]
 
         def check():
             details = self.docker.inspect_containers([container_id])
             state = details[0].get("State") if details else None
             ok, detail, fatal = container_state_check(state)
-            if spec["container"] and not ok:
-                return ok, detail, fatal
-            if fatal:
-                return ok, detail, fatal
-            if spec["url"]:
-                ip = _container_ip(details[0])
-                url = spec["url"].replace("{ip}", ip or "127.0.0.1")
-                try:
-                    headers, secrets = self._headers_for(spec)
-                except HealthSpecError as exc:
-                    # A missing variable will not appear by waiting: the verdict is final.
-                    return False, str(exc), True
-                ok, detail = http_check(
-                    url, spec["status"], spec["body"], spec["timeout"], headers=headers, secrets=secrets
-                )
-                # An app that answers, but wrongly, `retries` times in a row has given its verdict:
-                # no need to wait out the whole timeout (a refused connection may still be booting).
-                answered = ok or " HTTP " in detail
-                wrong_answers[0] = 0 if ok or not answered else wrong_answers[0] + 1
-                return ok, detail, wrong_answers[0] >= spec["retries"]
-            return True, detail, False
+            if (spec["container"] and not ok) or fatal:
+                return ok, self._mask(detail), fatal
+            if not spec["url"]:
+                return True, detail, False
+            url = spec["url"].replace("{ip}", _container_ip(details[0]) or "127.0.0.1")
+            try:
+                headers, secrets = self._headers_for(spec)
+            except HealthSpecError as exc:
+                # A missing variable will not appear by waiting: the verdict is final.
+                return False, str(exc), True
+            ok, detail = http_check(
+                url, spec["status"], spec["body"], spec["timeout"], headers=headers, secrets=[*secrets, *self._secrets]
+            )
+            # An app that answers, but wrongly, `retries` times in a row has given its verdict:
+            # no need to wait out the whole timeout (a refused connection may still be booting).
+            answered = ok or " HTTP " in detail
+            wrong_answers[0] = 0 if ok or not answered else wrong_answers[0] + 1
+            return ok, detail, wrong_answers[0] >= spec["retries"]
 
-        wrong_answers = [0]
         return check, spec
 
     def _wait(self, service, containers, deadline):
-        results = []
         for container in containers:
             check, spec = self._check_for(service, container["Id"])
             if spec["start_period"]:
                 self.sleep(min(spec["start_period"], max(0.0, deadline - self.clock())))
             result = wait_healthy(check, spec, deadline, self.clock, self.sleep)
-            result.container = container
-            results.append(result)
             if not result.ok:
-                return result, results
-        return None, results
+                result.container = container
+                return result
+        return None
 
-    def _switch_nginx(self, service, container):
+    # --------------------------------------------------------------- nginx
+    def _switch_nginx(self, service, containers):
+        """Point the service's upstream at ``containers``; raise _SwitchFailed when nginx refused."""
         opts = self.services_opts[service]
-        server = f"{_container_ip(container)}:{opts['port']}"
-        argv = [
-            self.p.get("nginx_switch_command") or "/usr/local/sbin/ec2ops-nginx-upstream",
-            "--drain-timeout",
-            str(int(opts.get("drain_timeout", 30))),
-            opts["nginx_upstream"],
-            server,
-        ]
-        rc, out, err = self.docker.run_raw(argv)
+        servers = [f"{_container_ip(c)}:{opts['port']}" for c in containers]
+        if not containers or any(s.startswith("None:") for s in servers):
+            raise _SwitchFailed(f"the new containers of {service} have no network address for nginx")
+        argv = [self.switch_command, "--drain-timeout", str(opts["drain_timeout"]), opts["nginx_upstream"], *servers]
+        try:
+            rc, out, err = self.docker.run_raw(argv)
+        except OSError as exc:
+            raise _SwitchFailed(f"cannot run {self.switch_command}: {exc}") from None
         if rc not in (0, 3):
-            raise DockerError(f"switching nginx upstream {opts['nginx_upstream']} to {server}", argv, rc, err or out)
+            said = " ".join((err or out or "").split())[-600:]
+            raise _SwitchFailed(
+                f"the nginx switch of upstream {opts['nginx_upstream']} to {', '.join(servers)} failed "
+                f"(exit {rc}): {said or 'no output'}"
+            )
         if rc == 3:
             self.say(f"  {service}: nginx still has long requests on the old backend; it is stopped after its timeout")
-        self.say(f"  {service}: nginx upstream {opts['nginx_upstream']} -> {server}")
-        self._record_upstream(service, opts["nginx_upstream"], opts["port"], [container["Id"]])
-        return server
+        self._record_upstream(service, opts["nginx_upstream"], opts["port"], [c["Id"] for c in containers])
+        return servers, "nothing to do" not in (out or "")
+
+    def _load_upstreams(self):
+        path = os.path.join(self.state_dir, "upstreams.json")
+        try:
+            with open(path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            if not isinstance(data, dict) or not isinstance(data.get("upstreams"), dict):
+                raise ValueError(path)
+            return data
+        except (OSError, ValueError):
+            return {"format": 1, "upstreams": {}}
 
     def _record_upstream(self, service, upstream, port, container_ids):
         """Remember which containers an upstream points at (``.ec2ops/upstreams.json``).
@@ -326,361 +464,472 @@ class Deployer:
         ec2ops-upstream-sync reads it after a reboot or a container restart, when Docker may
         have given the same containers other addresses, and points nginx at them again.
         """
-        path = os.path.join(self.state_dir, "upstreams.json")
-        try:
-            with open(path, encoding="utf-8") as handle:
-                data = json.load(handle)
-            if not isinstance(data, dict) or not isinstance(data.get("upstreams"), dict):
-                raise ValueError(path)
-        except (OSError, ValueError):
-            data = {"format": 1, "upstreams": {}}
+        data = self._load_upstreams()
         data["upstreams"][upstream] = {"service": service, "port": int(port), "containers": list(container_ids)}
+        path = os.path.join(self.state_dir, "upstreams.json")
         write_atomic(path, (json.dumps(data, indent=2, sort_keys=True) + "\n").encode(), 0o600)
 
-    # ------------------------------------------------------------ apply/verify
-    def _apply_service(self, compose, service, overrides, deadline, timings):
-        """Bring one service to the release in ``overrides``; raise _ServiceUnhealthy on failure."""
+    def _serving(self, service):
+        """The running containers nginx sends the service's traffic to (None: not a switched service)."""
         opts = self.services_opts.get(service) or {}
-        strategy = opts.get("strategy", "recreate")
-        before = self._containers(service)
-        before_ids = {c["Id"] for c in before}
+        entry = self._load_upstreams()["upstreams"].get(opts.get("nginx_upstream") or "")
+        if opts.get("strategy") != "rolling" or not entry or entry.get("service") != service:
+            return None
+        ids = set(entry.get("containers") or [])
+        return [c for c in self._containers(service) if _running(c) and c["Id"] in ids]
+
+    # ---------------------------------------------------------- apply/verify
+    def _apply_service(self, compose, service, overrides, deadline, replicas):
+        """Bring one service to the release in ``overrides``; raise _ServiceUnhealthy on failure."""
+        strategy = (self.services_opts.get(service) or {}).get("strategy", "recreate")
         started = self.clock()
         if strategy == "rolling":
-            running = [c for c in before if (c.get("State") or {}).get("Status") == "running"]
-            try:
-                compose.up([service], overrides, scale={service: len(running) + 1}, no_recreate=True)
-            except DockerError as exc:
-                stray = [c["Id"] for c in self._containers(service) if c["Id"] not in before_ids]
-                self.docker.remove(stray)
-                detail = f"compose could not start it: {exc}"
-                raise _ServiceUnhealthy(service, detail, None, "", untouched=True) from None
-            new = [c for c in self._containers(service) if c["Id"] not in before_ids]
-            if not new:
-                raise _ServiceUnhealthy(service, "compose started no new container", None, [])
-            failure, _results = self._wait(service, new, deadline)
-            if failure:
-                # nginx never left the old container: keep the new one's logs, remove it, stop here.
-                logs = self.docker.logs(new[0]["Id"], self.p.get("failure_log_lines", 10))
-                self.docker.remove([c["Id"] for c in new])
-                raise _ServiceUnhealthy(service, failure.detail, None, logs, untouched=True)
-            self._switch_nginx(service, new[-1])
-            old = [c["Id"] for c in before]
-            self.retired.update(old)
-            self.docker.stop_in_background(old, opts.get("stop_timeout", 10))
-            timings[service] = round(self.clock() - started, 2)
-            return {"strategy": strategy, "containers": [c["Id"][:12] for c in new], "retired": [i[:12] for i in old]}
+            info = self._roll(compose, service, overrides, deadline, replicas)
+        else:
+            info = self._recreate(compose, service, overrides, deadline)
+        info.update(strategy=strategy, seconds_to_healthy=round(self.clock() - started, 2))
+        return info
+
+    def _recreate(self, compose, service, overrides, deadline):
         try:
             compose.up([service], overrides)
         except DockerError as exc:
             raise _ServiceUnhealthy(service, f"compose could not start it: {exc}", None, "") from None
-        current = self._containers(service)
-        failure, _results = self._wait(service, current, deadline)
+        fault_point(f"after-up:{service}")
+        current = [c for c in self._containers(service) if c["Id"] not in self.retired]
+        failure = self._wait(service, current, deadline)
         if failure:
-            raise _ServiceUnhealthy(service, failure.detail, getattr(failure, "container", None), [])
-        timings[service] = round(self.clock() - started, 2)
-        return {"strategy": strategy, "containers": [c["Id"][:12] for c in current]}
+            raise _ServiceUnhealthy(service, failure.detail, failure.container, "")
+        return {"containers": [c["Id"][:12] for c in current]}
+
+    def _roll(self, compose, service, overrides, deadline, replicas):
+        """Start ``replicas`` new containers beside the old, all healthy, then switch nginx to all of them."""
+        before = self._containers(service)
+        # A stopped container would be started again by compose and counted as a new one.
+        self.docker.remove([c["Id"] for c in before if not _running(c)])
+        old = [c for c in before if _running(c)]
+        old_ids = {c["Id"] for c in before}
+        try:
+            compose.up([service], overrides, scale={service: len(old) + replicas}, no_recreate=True)
+        except DockerError as exc:
+            self.docker.remove([c["Id"] for c in self._containers(service) if c["Id"] not in old_ids])
+            raise _ServiceUnhealthy(service, f"compose could not start it: {exc}", None, "", untouched=True) from None
+        fault_point(f"after-up:{service}")
+        new = [c for c in self._containers(service) if c["Id"] not in old_ids]
+        failure, logs = None, ""
+        if len(new) != replicas:
+            failure = f"compose started {len(new)} new containers, not {replicas}"
+        unhealthy = None if failure else self._wait(service, new, deadline)
+        if unhealthy:
+            failure, logs = unhealthy.detail, self._logs(unhealthy.container["Id"])
+        if not failure:
+            try:
+                self._switch_nginx(service, new)
+            except _SwitchFailed as exc:
+                failure = f"{exc}; nginx still sends traffic to the old containers"
+        if failure:
+            # nginx never left the old containers: remove the new ones and stop here.
+            self.docker.remove([c["Id"] for c in new])
+            raise _ServiceUnhealthy(service, failure, None, logs, untouched=True)
+        fault_point(f"after-switch:{service}")
+        self.say(f"  {service}: nginx upstream {self.services_opts[service]['nginx_upstream']} -> {len(new)} new")
+        self.retired.update(c["Id"] for c in old)
+        self.docker.stop_in_background([c["Id"] for c in old], self.services_opts[service]["stop_timeout"])
+        return {"containers": [c["Id"][:12] for c in new], "retired": [c["Id"][:12] for c in old]}
 
     def _verify(self, services):
-        seconds = float(self.p.get("verify_seconds", 30))
-        if seconds <= 0 or not services:
+        if self.verify_seconds <= 0 or not services:
             return None
         checks = []
         for service in services:
             for container in self._containers(service):
-                if (container.get("State") or {}).get("Status") == "running" and container["Id"] not in self.retired:
+                if _running(container) and container["Id"] not in self.retired:
                     check, spec = self._check_for(service, container["Id"])
                     checks.append((service, container, check, spec))
         start = self.clock()
         failures = {}
         interval = min([spec["interval"] for _s, _c, _k, spec in checks] or [1.0])
-        while self.clock() - start < seconds:
+        while self.clock() - start < self.verify_seconds:
             for service, container, check, spec in checks:
                 ok, detail, fatal = check()
                 key = container["Id"]
                 failures[key] = 0 if ok else failures.get(key, 0) + 1
                 if fatal or failures[key] >= spec["retries"]:
-                    return _ServiceUnhealthy(
-                        service, f"during the {seconds:.0f}s verify window: {detail}", container, []
-                    )
+                    detail = f"during the {self.verify_seconds}s verify window: {detail}"
+                    return _ServiceUnhealthy(service, detail, container, "")
+            fault_point("verify")
             self.sleep(interval)
         return None
 
-    # ------------------------------------------------------------------ deploy
+    def _drift(self, record):
+        """Services that do not run exactly ``record``: its image, its replica count, and nothing else."""
+        drifted = []
+        for name, svc in sorted((record.get("services") or {}).items()):
+            serving = self._serving(name)
+            containers = serving if serving is not None else [c for c in self._containers(name) if _running(c)]
+            wanted = svc.get("replicas")
+            right_image = all(c.get("Image") == svc["image_id"] for c in containers) if svc.get("image_id") else True
+            right_count = len(containers) == wanted if wanted else bool(containers)
+            if not (containers and right_image and right_count):
+                drifted.append(name)
+        return drifted
+
+    # ---------------------------------------------------------------- deploy
     def deploy(self, check_mode=False):
         t0 = self.clock()
-        files, env_files = self._files()
-        contents = self._read([*files, *env_files])
-        files_digest = content_digest(list(contents.items()))
-        images = dict(self.p.get("images") or {})
-        release = self.p.get("release") or default_release_id(images, files_digest)
-        validate_release_id(release)
+        try:
+            files, env_files = self._files()
+        except DeployError:
+            if not check_mode:
+                raise
+            self.say("the release's files are not in place yet (dry run before they are staged): it would be deployed")
+            return {"changed": True, "release": self.release_opt, "rolled_back": False}
+        names = [*files, *env_files]
+        self._learn_secrets(os.path.join(self.source_dir, n) for n in env_files)
         current = self.history.current_record()
-        result = {
-            "release": release,
-            "previous_release": current["release"] if current else None,
-            "rolled_back": False,
-            "services": {},
-            "durations": {},
-        }
-        if current and current["release"] == release and current.get("files_digest") == files_digest:
-            if current.get("requested_images") == images and self._all_running(current):
-                result["changed"] = False
-                result["previous_release"] = (self.history.previous_record() or {}).get("release")
-                self.say(f"release {release} is already deployed and running; nothing to do")
-                return result
-        result["changed"] = True
+        if current:
+            self._learn_secrets(
+                os.path.join(self._release_dir(current["key"]), "files", n) for n in current["env_files"]
+            )
+        digest = content_digest([(n, _read(os.path.join(self.source_dir, n))) for n in names])
+        release = self.release_opt or default_release_id(self.images, digest)
+        validate_release_id(release)
+        result = {"release": release, "previous_release": (current or {}).get("release"), "rolled_back": False}
+        result.update(services={}, durations={}, changed=True)
+        same = current and current["release"] == release and current.get("files_digest") == digest
+        if same and current.get("requested_images") == self.images and not self.history.pending():
+            if not self._drift(current):
+                return self._already_deployed(current, result, check_mode)
         if check_mode:
             self.say(f"would deploy release {release} (current: {result['previous_release'] or 'none'})")
-            result["diff"] = self._plan(current, release, images, files_digest)
+            result["diff"] = self._plan(current, release, digest)
             return result
+        attempt = self._prepare(release, files, env_files, digest, current)
+        return self._roll_out(attempt, current, result, t0)
 
-        compose = self._compose(files=files, env_files=env_files)
-        directory = self._snapshot(release, contents)
-        override = os.path.join(directory, "images.yml")
-        try:
-            config = compose.config()
-            services = config.get("services") or {}
-            unknown = sorted(set(images) - set(services)) + sorted(set(self.services_opts) - set(services))
-            if unknown:
-                raise DeployError(
-                    f"no such service in the compose files: {', '.join(unknown)} "
-                    f"(services: {', '.join(sorted(services))})"
-                )
-            own_services = services
-            self._write_override(override, images, own_services)
-            config = compose.config([override])
-            services = config.get("services") or {}
-            order = topological_order(services)
-            t_pull = self.clock()
-            self._pull(compose, services, [override])
-            pull_seconds = round(self.clock() - t_pull, 2)
-            pinned = {}
-            for name in order:
-                inspect = self.docker.image_inspect(services[name]["image"]) if services[name].get("image") else None
-                if inspect:
-                    pinned[name] = {
-                        "image": services[name]["image"],
-                        "pinned": pinned_reference(services[name]["image"], inspect),
-                        "image_id": inspect["Id"],
-                    }
-            self._write_override(override, {n: v["pinned"] for n, v in pinned.items()}, own_services)
-        except (DeployError, DockerError) as exc:
-            self._restore_after_refusal(current)
-            shutil.rmtree(directory, ignore_errors=True)
-            raise DeployError(
-                f"{exc}. Nothing was changed: the running release is still {result['previous_release'] or 'none'}."
-            ) from None
-
-        record = {
-            "release": release,
-            "deployed_at": _now(),
-            "deployed_by": self.p.get("deployed_by") or _user(),
-            "files": files,
-            "env_files": env_files,
-            "files_digest": files_digest,
-            "requested_images": images,
-            "services": pinned,
-            "secret_versions": self.p.get("secret_versions") or [],
-            "snapshot": True,
-        }
-        deadline = self.clock() + float(self.p.get("wait_timeout", 120))
-        timings = {}
-        applied = []
-        self.say(
-            f"deploying release {release} (previous: {result['previous_release'] or 'none'}); "
-            f"images pulled in {pull_seconds}s"
-        )
-        try:
-            for name in order:
-                info = self._apply_service(compose, name, [override], deadline, timings)
-                applied.append(name)
-                old = ((current or {}).get("services") or {}).get(name, {})
-                info.update(
-                    old_image=old.get("pinned"),
-                    new_image=(pinned.get(name) or {}).get("pinned"),
-                    health="healthy",
-                    seconds_to_healthy=timings.get(name),
-                )
-                result["services"][name] = info
-                self.say(f"  {name}: {info['strategy']}, healthy in {timings.get(name)}s")
-            t_verify = self.clock()
-            failure = self._verify(order)
-            result["durations"]["verify"] = round(self.clock() - t_verify, 2)
-            if failure:
-                raise failure
-        except (_ServiceUnhealthy, DockerError) as exc:
-            failure = exc if isinstance(exc, _ServiceUnhealthy) else _ServiceUnhealthy("(compose)", str(exc), None, [])
-            record["result"] = "failed"
-            self.history.add(record, make_current=False)
-            touched = list(applied)
-            if failure.service in order and not failure.untouched:
-                touched.append(failure.service)
-            rolled = self._auto_rollback(current, touched, failure)
-            result.update(rolled)
-            result["durations"]["total"] = round(self.clock() - t0, 2)
-            self.history.save()
-            self._audit(
-                "deploy", release, "rolled_back" if rolled["rolled_back"] else "failed", result["durations"]["total"]
-            )
-            raise DeployFailed(rolled["message"], result) from None
-
-        record["result"] = "deployed"
-        dropped = self.history.add(record)
-        self.history.save()
-        for old_release in dropped:
-            shutil.rmtree(self._release_dir(old_release), ignore_errors=True)
-        result["durations"].update(pull=pull_seconds, total=round(self.clock() - t0, 2))
-        if self.p.get("prune_images", True):
-            result["pruned_images"] = self._prune(services)
-        self._audit("deploy", release, "deployed", result["durations"]["total"])
-        self.say(f"release {release} deployed in {result['durations']['total']}s")
+    def _already_deployed(self, current, result, check_mode):
+        """Nothing to deploy; nginx is re-pointed at the serving containers if their addresses moved."""
+        result["changed"] = False
+        result["previous_release"] = (self.history.previous_record() or {}).get("release")
+        self.say(f"release {current['release']} is already deployed and running; nothing to do")
+        if check_mode:
+            return result
+        for name in sorted(current.get("services") or {}):
+            serving = self._serving(name)
+            if not serving:
+                continue
+            try:
+                servers, moved = self._switch_nginx(name, serving)
+            except _SwitchFailed as exc:
+                raise DeployError(f"release {current['key']} runs, but re-pointing nginx at it failed: {exc}") from None
+            if moved:
+                result["changed"] = True
+                self.say(f"  {name}: nginx upstream re-pointed at {', '.join(servers)} (addresses had moved)")
         return result
 
+    def _prepare(self, release, files, env_files, digest, current):
+        """Snapshot, check, pull, pin and journal an attempt: nothing the app runs on changes here."""
+        record = {
+            "release": release,
+            "started_at": _now(),
+            "deployed_by": self.deployed_by,
+            "files": files,
+            "env_files": env_files,
+            "files_digest": digest,
+            "requested_images": dict(self.images),
+            "secret_versions": self.secret_versions,
+            "snapshot": True,
+        }
+        key = self.history.begin(record, taken=lambda k: os.path.lexists(self._release_dir(k)))
+        directory = self._release_dir(key)
+        try:
+            self._snapshot(directory, [*files, *env_files])
+            fault_point("after-snapshot")
+            record.update(self._resolve_images(record))
+            # The journal: from here on a killed run is found and repaired by the next one.
+            self.history.save()
+        except Exception as exc:  # noqa: BLE001 - any failure here refuses the attempt, changing nothing
+            self.history.forget(key)
+            shutil.rmtree(directory, ignore_errors=True)
+            if self.source_dir == self.project_dir:
+                # The caller edited the live files before the run: they go back to the running release's.
+                self._restore_files_quietly(current)
+            running = (current or {}).get("release") or "none"
+            raise DeployError(
+                f"{_describe(exc)}. Nothing was changed: the running release is still {running}."
+            ) from None
+        return record
+
+    def _resolve_images(self, record):
+        """Check the attempt's files with compose, pull, and pin every image: ``{order, services, pull}``."""
+        compose = self._compose(
+            record["files"], record["env_files"], os.path.join(self._release_dir(record["key"]), "files")
+        )
+        own = compose.config().get("services") or {}
+        unknown = sorted(set(self.images) - set(own)) + sorted(set(self.services_opts) - set(own))
+        if unknown:
+            raise DeployError(
+                f"no such service in the compose files: {', '.join(unknown)} (services: {', '.join(sorted(own))})"
+            )
+        override = self._override(record)
+        self._write_override(override, self.images, own)
+        services = compose.config([override]).get("services") or {}
+        order = topological_order(services)
+        t_pull = self.clock()
+        self._pull(compose, services, [override])
+        pull_seconds = round(self.clock() - t_pull, 2)
+        fault_point("after-pull")
+        pinned = {}
+        for name in order:
+            inspect = self.docker.image_inspect(services[name]["image"]) if services[name].get("image") else None
+            pinned[name] = {"replicas": replicas_of(services[name])}
+            if inspect:
+                ref = pinned_reference(services[name]["image"], inspect)
+                pinned[name].update(image=services[name]["image"], pinned=ref, image_id=inspect["Id"])
+        self._write_override(override, {n: v["pinned"] for n, v in pinned.items() if v.get("pinned")}, own)
+        return {"order": order, "services": pinned, "pull_seconds": pull_seconds}
+
+    def _roll_out(self, record, current, result, t0):
+        deadline = self.clock() + self.wait_timeout
+        applied, applying = [], None
+        self.say(
+            f"deploying release {record['key']} (previous: {result['previous_release'] or 'none'}); "
+            f"images pulled in {record['pull_seconds']}s"
+        )
+        try:
+            self._install_files(record)
+            compose = self._record_compose(record)
+            for name in record["order"]:
+                applying = name
+                replicas = record["services"][name]["replicas"]
+                info = self._apply_service(compose, name, [self._override(record)], deadline, replicas)
+                applied.append(name)
+                result["services"][name] = self._service_result(info, current, record, name)
+                self.say(f"  {name}: {info['strategy']}, healthy in {info['seconds_to_healthy']}s")
+            applying = None
+            t_verify = self.clock()
+            failure = self._verify(record["order"])
+            result["durations"]["verify"] = round(self.clock() - t_verify, 2)
+        except _ServiceUnhealthy as exc:
+            failure = exc
+        except DockerError as exc:
+            failure = _ServiceUnhealthy(applying or "(compose)", str(exc), None, "")
+        except Exception as exc:  # noqa: BLE001 - an OSError or a bug: still end on a complete release
+            failure = _ServiceUnhealthy(applying or "(deployer)", _describe(exc), None, "")
+        if failure:
+            touched = applied + ([failure.service] if failure.service in record["order"] else [])
+            touched = [s for s in touched if not (s == failure.service and failure.untouched)]
+            return self._fail(record, current, touched, failure, result, t0)
+        return self._succeed(record, result, t0)
+
+    def _service_result(self, info, current, record, name):
+        old = ((current or {}).get("services") or {}).get(name, {})
+        info.update(old_image=old.get("pinned"), new_image=record["services"][name].get("pinned"), health="healthy")
+        return info
+
+    def _succeed(self, record, result, t0):
+        record["ended_at"] = _now()
+        self.history.finish(record["key"], GOOD, make_current=True)
+        self.history.save()
+        self._collect_garbage()
+        result["durations"].update(pull=record["pull_seconds"], total=round(self.clock() - t0, 2))
+        result["attempt"] = record["attempt"]
+        if self.prune_images:
+            result["pruned_images"] = self._prune()
+        self._audit("deploy", record["key"], "deployed", result["durations"]["total"])
+        self.say(f"release {record['key']} deployed in {result['durations']['total']}s")
+        return result
+
+    def _fail(self, record, current, touched, failure, result, t0):
+        what = self._mask(f"{failure.service}: {failure.detail}")
+        record.update(ended_at=_now(), failure=what)
+        self.history.finish(record["key"], "failed")
+        rolled = self._auto_rollback(current, touched, failure, what)
+        result.update(rolled, attempt=record["attempt"])
+        result["durations"]["total"] = round(self.clock() - t0, 2)
+        self.history.save()
+        outcome = "rolled_back" if rolled["rolled_back"] else "failed"
+        self._audit("deploy", record["key"], outcome, result["durations"]["total"], what)
+        raise DeployFailed(rolled["message"], result)
+
     def _pull(self, compose, services, overrides):
-        policy = self.p.get("pull", "always")
-        if policy == "never":
+        if self.pull_policy == "never":
             return
         names = []
         for name, svc in services.items():
             if not svc.get("image") or svc.get("build"):
                 continue
-            if policy == "missing" and self.docker.image_inspect(svc["image"]):
+            if self.pull_policy == "missing" and self.docker.image_inspect(svc["image"]):
                 continue
             names.append(name)
         compose.pull(names, overrides)
 
-    def _restore_after_refusal(self, current):
-        if current and current.get("snapshot"):
-            try:
-                self._restore_files(current)
-            except OSError:
-                pass
-
-    def _all_running(self, record):
-        for name in record.get("services") or {}:
-            containers = self._containers(name)
-            if not any((c.get("State") or {}).get("Status") == "running" for c in containers):
-                return False
-        return True
-
-    def _plan(self, current, release, images, files_digest):
+    def _plan(self, current, release, files_digest):
         before = {n: s.get("image") for n, s in ((current or {}).get("services") or {}).items()}
-        return {
-            "before": {"release": (current or {}).get("release"), "images": before},
-            "after": {
-                "release": release,
-                "images": images,
-                "files_changed": (current or {}).get("files_digest") != files_digest,
-            },
-        }
+        plan = {"release": release, "images": self.images}
+        plan["files_changed"] = (current or {}).get("files_digest") != files_digest
+        pending = [r["key"] for r in self.history.pending()]
+        if pending:
+            plan["repairs_interrupted"] = pending
+        return {"before": {"release": (current or {}).get("release"), "images": before}, "after": plan}
 
-    # ---------------------------------------------------------------- rollback
-    def _auto_rollback(self, previous, touched, failure):
-        container = failure.container
-        logs = failure.logs or (
-            self.docker.logs(container["Id"], self.p.get("failure_log_lines", 10)) if container else ""
-        )
-        what = f"{failure.service}: {failure.detail}"
+    # -------------------------------------------------------------- rollback
+    def _auto_rollback(self, previous, touched, failure, what):
+        logs = failure.logs or self._logs((failure.container or {}).get("Id"))
+        tail = f"\nlast log lines of {failure.service}:\n{logs}" if logs else ""
         if not touched:
+            self._restore_files_quietly(previous)
             message = (
                 f"deploy failed: {what}. The new container never received traffic and was removed; "
                 f"release {(previous or {}).get('release') or 'none'} kept serving throughout."
             )
-            if logs:
-                message += f"\nlast log lines of {failure.service}:\n{logs}"
-            return {
-                "rolled_back": True,
-                "rolled_back_to": (previous or {}).get("release"),
-                "message": message,
-                "failure": what,
-            }
-        if previous is None or not previous.get("snapshot"):
+            return {"rolled_back": True, "rolled_back_to": (previous or {}).get("key"), "message": message + tail}
+        if previous is None:
             message = (
                 f"deploy failed: {what}. There is no earlier release to roll back to, so the new containers were left "
                 "as they are for inspection. Fix the release and deploy again."
             )
-            if logs:
-                message += f"\nlast log lines of {failure.service}:\n{logs}"
-            return {"rolled_back": False, "message": message, "failure": what}
-        self.say(f"health check failed ({what}); rolling back to {previous['release']}")
+            return {"rolled_back": False, "message": message + tail, "failure": what}
+        self.say(f"health check failed ({what}); rolling back to {previous['key']}")
         try:
             restored = self._restore(previous, touched)
-        except (_ServiceUnhealthy, DockerError, DeployError) as exc:
+        except Exception as exc:  # noqa: BLE001 - whatever broke the rollback is reported, not raised
             return {
                 "rolled_back": False,
                 "failure": what,
-                "message": f"deploy failed: {what}; the rollback to {previous['release']} ALSO failed: {exc}. "
-                "Check the host now (docker compose ps, logs).",
+                "message": f"deploy failed: {what}; the rollback to {previous['key']} ALSO failed: {_describe(exc)}. "
+                "Check the host now (docker compose ps, logs); the next run of the deploy repairs it.",
             }
-        self.history.current = previous["release"]
+        self.history.current = previous["key"]
         message = (
-            f"deploy failed: {what}. Rolled back to release {previous['release']}, which is serving and healthy. "
+            f"deploy failed: {what}. Rolled back to release {previous['key']}, which is serving and healthy. "
             "The failed release is kept in the history; fix it and deploy again."
         )
-        if logs:
-            message += f"\nlast log lines of {failure.service}:\n{logs}"
-        return {
-            "rolled_back": True,
-            "rolled_back_to": previous["release"],
-            "message": message,
-            "failure": what,
-            "restored": restored,
-        }
+        return {"rolled_back": True, "rolled_back_to": previous["key"], "message": message + tail, "restored": restored}
+
+    def _restore_files_quietly(self, record):
+        if record:
+            try:
+                self._install_files(record)
+            except OSError:
+                pass
 
     def _restore(self, record, services=None):
         """Bring ``services`` (default: all) back to ``record`` behind the health gate."""
-        self._restore_files(record)
-        compose = self._compose(record)
-        override = os.path.join(self._release_dir(record["release"]), "images.yml")
+        self._install_files(record)
+        files_dir = os.path.join(self._release_dir(record["key"]), "files")
+        self._learn_secrets(os.path.join(files_dir, n) for n in record["env_files"])
+        compose = self._record_compose(record)
+        override = self._override(record)
         config = compose.config([override]).get("services") or {}
         order = [s for s in topological_order(config) if services is None or s in services]
-        deadline = self.clock() + float(self.p.get("wait_timeout", 120))
+        deadline = self.clock() + self.wait_timeout
         timings = {}
         for name in order:
-            self._apply_service(compose, name, [override], deadline, timings)
-        return {name: timings.get(name) for name in order}
+            info = self._apply_service(compose, name, [override], deadline, replicas_of(config[name]))
+            timings[name] = info["seconds_to_healthy"]
+        return timings
 
     def rollback(self, target, check_mode=False):
         t0 = self.clock()
         record = self.history.resolve(target)
         current = self.history.current_record()
-        result = {"release": record["release"], "previous_release": (current or {}).get("release"), "rolled_back": True}
-        if current and current["release"] == record["release"] and self._all_running(record):
+        result = {"release": record["key"], "previous_release": (current or {}).get("key"), "rolled_back": True}
+        if current and current["key"] == record["key"] and not self._drift(record):
             result.update(changed=False, rolled_back=False)
-            self.say(f"release {record['release']} is already the current release")
+            self.say(f"release {record['key']} is already the current release")
             return result
         result["changed"] = True
         if check_mode:
-            self.say(f"would roll back from {result['previous_release']} to {record['release']}")
+            self.say(f"would roll back from {result['previous_release']} to {record['key']}")
             return result
-        self.say(f"rolling back from {result['previous_release']} to {record['release']}")
+        self.say(f"rolling back from {result['previous_release']} to {record['key']}")
         try:
             timings = self._restore(record)
             failure = self._verify(list(timings))
             if failure:
                 raise failure
-        except (_ServiceUnhealthy, DockerError) as exc:
-            self._audit("rollback", record["release"], "failed", round(self.clock() - t0, 2))
-            raise DeployFailed(f"rollback to {record['release']} failed: {exc}", result) from None
-        self.history.current = record["release"]
+        except Exception as exc:  # noqa: BLE001 - whatever broke the rollback is reported, and the serving release brought back
+            return self._rollback_failed(record, current, exc, result, t0)
+        self.history.current = record["key"]
         record["last_restored_at"] = _now()
         self.history.save()
         result["services"] = {n: {"seconds_to_healthy": s} for n, s in timings.items()}
         result["durations"] = {"total": round(self.clock() - t0, 2)}
-        self._audit("rollback", record["release"], "rolled_back_to", result["durations"]["total"])
+        self._audit("rollback", record["key"], "rolled_back_to", result["durations"]["total"])
         return result
 
-    # ------------------------------------------------------------ bookkeeping
-    def _audit(self, action, release, outcome, seconds):
+    def _rollback_failed(self, record, current, exc, result, t0):
+        what = self._mask(_describe(exc))
+        back = ""
+        if current:
+            try:
+                self._restore(current, self._drift(current))
+                back = f" Release {current['key']}, which was serving before, is serving again."
+            except Exception as again:  # noqa: BLE001 - reported in the failure message
+                back = (
+                    f" Bringing back {current['key']} failed too ({_describe(again)}); the next run repairs the host."
+                )
+        self._audit("rollback", record["key"], "failed", round(self.clock() - t0, 2), what)
+        raise DeployFailed(f"rollback to {record['key']} failed: {what}.{back}", result)
+
+    # ----------------------------------------------------------- repair
+    def _reconcile(self):
+        """Find attempts a killed run left in progress and bring the host back to the current release."""
+        pending = self.history.pending()
+        if not pending:
+            return None
+        for record in pending:
+            record.update(result="interrupted", ended_at=_now())
+        self.history.save()
+        names = "; ".join(f"{r['key']} (started {r.get('started_at')} by {r.get('deployed_by')})" for r in pending)
+        current = self.history.current_record()
+        repaired = {"interrupted": [r["key"] for r in pending], "restored": None}
+        if current is None:
+            self.say(f"found an interrupted deploy of {names}; there is no earlier release to go back to")
+            self._audit("repair", pending[-1]["key"], "interrupted", 0)
+            return repaired
+        t0 = self.clock()
+        drift = self._drift(current)
+        try:
+            self._restore(current, drift)
+            self._remove_strays(current)
+        except Exception as exc:  # noqa: BLE001 - reported with what to do
+            self._audit("repair", current["key"], "failed", round(self.clock() - t0, 2))
+            raise DeployFailed(
+                f"found an interrupted deploy of {names}, and bringing back release {current['key']} failed: "
+                f"{_describe(exc)}. Check the host (docker compose ps, logs) and run the deploy again.",
+                {"repaired": repaired, "changed": True},
+            ) from None
+        self.say(
+            f"found an interrupted deploy of {names}: rolled back to release {current['key']} "
+            f"({'services restored: ' + ', '.join(drift) if drift else 'no service had changed'})"
+        )
+        self._audit("repair", current["key"], "rolled_back_to", round(self.clock() - t0, 2))
+        repaired["restored"] = current["key"]
+        return repaired
+
+    def _remove_strays(self, record):
+        """Containers of a switched service that nginx does not point at (a killed run's new ones)."""
+        for name in record.get("services") or {}:
+            serving = self._serving(name)
+            if serving:
+                keep = {c["Id"] for c in serving}
+                self.docker.remove([c["Id"] for c in self._containers(name) if c["Id"] not in keep])
+
+    # ---------------------------------------------------------- bookkeeping
+    def _audit(self, action, release, outcome, seconds, failure=None):
         entry = {
             "at": _now(),
             "action": action,
             "release": release,
             "result": outcome,
             "seconds": seconds,
-            "user": self.p.get("deployed_by") or _user(),
+            "user": self.deployed_by,
             "project": self.project,
         }
+        if failure:
+            entry["failure"] = self._mask(failure)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
         fd = os.open(os.path.join(self.state_dir, "audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         try:
@@ -688,12 +937,28 @@ class Deployer:
         finally:
             os.close(fd)
 
-    def _prune(self, services):
-        """Remove this project's images that no kept release needs and no container uses."""
+    def _collect_garbage(self):
+        """Drop records past retention and every snapshot directory no record names (any path, any run)."""
+        dropped = self.history.prune()
+        if dropped:
+            self.history.save()
+        releases = os.path.join(self.state_dir, "releases")
+        keys = self.history.keys()
+        try:
+            names = os.listdir(releases)
+        except OSError:
+            return
+        for name in names:
+            if name not in keys:
+                shutil.rmtree(os.path.join(releases, name), ignore_errors=True)
+
+    def _prune(self):
+        """Remove this project's images that no kept good release needs and no container uses."""
         keep = self.history.retained_images()
-        repos = {_repository(s.get("image", "")) for s in services.values() if s.get("image")}
+        repos = set()
         for record in self.history.releases:
             repos.update(_repository(s.get("image", "")) for s in (record.get("services") or {}).values())
+        repos.discard("")
         in_use = {c.get("Image") for c in self.docker.project_containers(self.project)}
         removed = []
         for image in self.docker.images():
@@ -719,6 +984,34 @@ class _ServiceUnhealthy(Exception):
         self.container = container
         self.logs = logs
         self.untouched = untouched
+
+
+class _SwitchFailed(Exception):
+    """nginx refused the upstream switch; nothing changed in nginx."""
+
+
+def _describe(exc):
+    """An exception as one line for a message: its own text, or its type for the unexpected ones."""
+    if isinstance(exc, (DeployError, DockerError, _ServiceUnhealthy, _SwitchFailed, HistoryError, HealthSpecError)):
+        return str(exc)
+    if isinstance(exc, OSError):
+        return f"{exc.strerror or exc} ({exc.filename})" if exc.filename else f"{exc.strerror or exc}"
+    return f"unexpected {type(exc).__name__}: {exc}"
+
+
+def _mask_tree(value, secrets):
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, list):
+        return [_mask_tree(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: _mask_tree(v, secrets) for k, v in value.items()}
+    return value
+
+
+def _read(path):
+    with open(path, "rb") as handle:
+        return handle.read()
 
 
 def _container_ip(container):

@@ -14,6 +14,9 @@ import json
 import os
 import time
 
+# Seconds any run waits for a holder that says nothing about itself (a short upstream re-sync).
+ANONYMOUS_GRACE = 15
+
 
 class LockHeld(Exception):
     """Another deploy holds the lock; ``holder`` is what it wrote (a dict, maybe empty)."""
@@ -50,11 +53,13 @@ class DeployLock:
                 break
             except BlockingIOError:
                 waited = self._clock() - start
-                if waited >= self.timeout:
-                    current = _read_holder(fd)
+                current = _read_holder(fd)
+                # A holder that wrote nothing is ec2ops-upstream-sync re-pointing nginx for a moment.
+                limit = self.timeout if current else max(self.timeout, ANONYMOUS_GRACE)
+                if waited >= limit:
                     os.close(fd)
                     raise LockHeld(self.path, current, waited) from None
-                self._sleep(min(1.0, max(0.05, self.timeout - waited)))
+                self._sleep(min(1.0, max(0.05, limit - waited)))
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(holder, sort_keys=True).encode(), 0)
         os.fsync(fd)

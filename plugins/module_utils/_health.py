@@ -159,6 +159,23 @@ def resolve_headers(headers, env):
     return resolved, secrets
 
 
+# Env-file values too common to be secret, left readable: masking "8080" or "true" would garble
+# every URL and flag in a message. Anything longer, or not a plain number/word like these, is masked.
+_PLAIN_WORDS = frozenset(("true", "false", "yes", "no", "on", "off", "null", "none"))
+
+
+def maskable_values(values):
+    """The values (of a release's env files) worth masking: long enough, not a plain number or flag."""
+    found = set()
+    for value in values:
+        if not isinstance(value, str) or len(value) < _MIN_MASKED_LENGTH:
+            continue
+        if (value.isdigit() and len(value) < 6) or value.lower() in _PLAIN_WORDS:
+            continue
+        found.add(value)
+    return found
+
+
 def mask(text, secrets):
     """``text`` with every secret value replaced by ``***``."""
     for secret in sorted(set(secrets or ()), key=len, reverse=True):
@@ -173,7 +190,10 @@ def http_check(url, status=200, body=None, timeout=2.0, opener=open_url, headers
     ``headers`` are sent with the request; ``secrets`` (resolved header values) never appear in
     the detail, not even when the server echoes them.
     """
-    ok, detail = _http_check(url, status, body, timeout, opener, headers)
+    ok, detail, text = _http_check(url, status, body, timeout, opener, headers)
+    if text is not None:
+        # Mask the whole body first, then cut it: a secret across the cut would leak its start.
+        detail += " ".join(mask(text, secrets).split())[:200]
     return ok, mask(detail, secrets)
 
 
@@ -188,13 +208,12 @@ def _http_check(url, status, body, timeout, opener, headers):
         text = exc.read(4096).decode("utf-8", "replace") if exc.fp else ""
     except (urllib.error.URLError, OSError) as exc:
         reason = getattr(exc, "reason", exc)
-        return False, f"GET {url}: {reason}"
-    snippet = " ".join(text.split())[:200]
+        return False, f"GET {url}: {reason}", None
     if code != status:
-        return False, f"GET {url}: HTTP {code}, expected {status}; body: {snippet}"
+        return False, f"GET {url}: HTTP {code}, expected {status}; body: ", text
     if body is not None and not re.search(body, text):
-        return False, f"GET {url}: HTTP {code} but the body does not match {body!r}; body: {snippet}"
-    return True, f"GET {url}: HTTP {code}"
+        return False, f"GET {url}: HTTP {code} but the body does not match {body!r}; body: ", text
+    return True, f"GET {url}: HTTP {code}", None
 
 
 class HealthResult:

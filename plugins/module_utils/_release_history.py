@@ -6,12 +6,21 @@ This is a private module_utils (leading underscore): no stable API.
 
 The history lives in ``<project_dir>/.ec2ops/history.json``, a readable JSON document::
 
-    {"format": 1, "current": "v42", "releases": [{...oldest...}, ..., {...newest...}]}
+    {"format": 2, "current": "v42", "releases": [{...oldest...}, ..., {...newest...}]}
 
-Each release record holds the release id, when and by whom it was deployed, its result,
-per service the image reference asked for and the pinned reference that ran
-(``repo@sha256:...`` or an image id), the sha256 of every compose and env file (the files
-themselves are kept under ``.ec2ops/releases/<id>/``), and the secret versions it ran with.
+Each record is one *attempt* to deploy a release: the release id, the attempt number and its
+``key`` (the release id for the first attempt, ``<id>+<n>`` for the n-th, so a re-deploy of
+the same id never replaces the record or the files of an earlier one), when and by whom, its
+result, per service the image asked for and the pinned reference that ran, the sha256 of every
+compose and env file (the files themselves are kept under ``.ec2ops/releases/<key>/``), and the
+secret versions it ran with. ``current`` is the key of the record that serves.
+
+Results: ``in_progress`` (written before the first change: the journal), ``deployed``,
+``failed`` and ``interrupted`` (a run that died; the next run finds it and repairs the host).
+``keep`` counts deployed records only; failed and interrupted ones are kept apart, at most
+``keep_failed`` of them, so failed retries never push a good release out.
+
+Format 1 (one record per release id) is read as format 2: its keys are the release ids.
 """
 
 import hashlib
@@ -21,8 +30,13 @@ import re
 
 from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import write_atomic
 
-HISTORY_FORMAT = 1
+HISTORY_FORMAT = 2
+READABLE_FORMATS = (1, 2)
 RELEASE_ID_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,127}\Z")
+KEY_RE = re.compile(r"([A-Za-z0-9][A-Za-z0-9_.-]{0,127})(?:\+([1-9][0-9]{0,5}))?\Z")
+GOOD = "deployed"
+IN_PROGRESS = "in_progress"
+FAILED_RESULTS = ("failed", "interrupted")
 
 
 class HistoryError(Exception):
@@ -38,6 +52,11 @@ def validate_release_id(release):
     if release in ("previous", "current"):
         raise HistoryError(f"release id {release!r} is reserved; name the release after a git sha or tag")
     return release
+
+
+def attempt_key(release, attempt):
+    """The record key (and snapshot directory name) of an attempt: ``v1``, then ``v1+2``, ``v1+3`` ..."""
+    return release if attempt == 1 else f"{release}+{attempt}"
 
 
 def content_digest(parts):
@@ -58,17 +77,20 @@ def default_release_id(images, files_digest):
 class ReleaseHistory:
     """Load, change and save the history file. Records are plain dicts (JSON)."""
 
-    def __init__(self, path, keep=5):
+    def __init__(self, path, keep=5, keep_failed=5):
         if keep < 1:
             raise HistoryError("keep_releases must be at least 1")
+        if keep_failed < 0:
+            raise HistoryError("keep_failed must not be negative")
         self.path = path
         self.keep = keep
+        self.keep_failed = keep_failed
         self.current = None
         self.releases = []
 
     @classmethod
-    def load(cls, path, keep=5):
-        history = cls(path, keep)
+    def load(cls, path, keep=5, keep_failed=5):
+        history = cls(path, keep, keep_failed)
         try:
             with open(path, encoding="utf-8") as handle:
                 data = json.load(handle)
@@ -80,14 +102,18 @@ class ReleaseHistory:
             ) from None
         if (
             not isinstance(data, dict)
-            or data.get("format") != HISTORY_FORMAT
+            or data.get("format") not in READABLE_FORMATS
             or not isinstance(data.get("releases"), list)
         ):
             raise HistoryError(
                 f"{path} is not a release history of format {HISTORY_FORMAT}; move it away to start afresh"
             )
         history.current = data.get("current")
-        history.releases = [r for r in data["releases"] if isinstance(r, dict) and "release" in r]
+        for record in data["releases"]:
+            if isinstance(record, dict) and isinstance(record.get("release"), str):
+                record.setdefault("attempt", 1)
+                record.setdefault("key", attempt_key(record["release"], record["attempt"]))
+                history.releases.append(record)
         return history
 
     def to_json(self):
@@ -99,61 +125,105 @@ class ReleaseHistory:
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
         write_atomic(self.path, (self.to_json() + "\n").encode(), 0o600)
 
-    def get(self, release):
-        for record in reversed(self.releases):
-            if record["release"] == release:
+    # ------------------------------------------------------------------ lookups
+    def get(self, key):
+        for record in self.releases:
+            if record["key"] == key:
                 return record
         return None
 
     def current_record(self):
         return self.get(self.current) if self.current else None
 
+    def pending(self):
+        """Attempts a run started and never finished (it was killed): the journal's open entries."""
+        return [r for r in self.releases if r.get("result") == IN_PROGRESS]
+
     def previous_record(self):
-        """The newest successfully deployed release before the current one."""
-        seen_current = False
-        for record in reversed(self.releases):
-            if record["release"] == self.current and not seen_current:
-                seen_current = True
-                continue
-            if seen_current and record.get("result") in ("deployed", "rolled_back_to"):
+        """The newest successfully deployed attempt listed before the current one."""
+        current = self.current_record()
+        if current is None:
+            return None
+        before = self.releases[: self.releases.index(current)]
+        for record in reversed(before):
+            if record.get("result") == GOOD:
                 return record
         return None
 
-    def resolve(self, release):
-        """``'previous'`` or a release id -> its record; a clear error when there is none."""
-        if release == "previous":
+    def resolve(self, target):
+        """``'previous'``, a release id (its newest good attempt) or a key (``v1+2``) -> its record."""
+        if target == "previous":
             record = self.previous_record()
             if record is None:
                 raise HistoryError(
-                    "there is no previous release to roll back to (the history holds only the current one)"
+                    "there is no previous release to roll back to (the history holds no successful deploy "
+                    "before the current one)"
                 )
             return record
-        record = self.get(release)
-        if record is None:
-            known = ", ".join(r["release"] for r in reversed(self.releases)) or "none"
-            raise HistoryError(f"release {release!r} is not in the history (kept releases, newest first: {known})")
-        if not record.get("snapshot"):
-            raise HistoryError(f"release {release!r} has no stored files to restore (it was recorded, not deployed)")
+        if not isinstance(target, str) or not KEY_RE.match(target):
+            validate_release_id(target)
+        record = self.get(target) if "+" in target else self._newest_good(target)
+        if record is None or record.get("result") != GOOD:
+            known = ", ".join(r["key"] for r in reversed(self.releases) if r.get("result") == GOOD) or "none"
+            raise HistoryError(
+                f"release {target!r} is not in the history as a successful deploy "
+                f"(kept releases, newest first: {known})"
+            )
         return record
 
-    def add(self, record, make_current=True):
-        """Append (or replace) a record; keep the newest ``keep`` deployable releases. Returns dropped ids."""
-        self.releases = [r for r in self.releases if r["release"] != record["release"]]
+    def _newest_good(self, release):
+        for record in reversed(self.releases):
+            if record["release"] == release and record.get("result") == GOOD:
+                return record
+        return None
+
+    # ------------------------------------------------------------------ changes
+    def begin(self, record, taken=lambda key: False):
+        """Append ``record`` as a new in-progress attempt of its release; returns its key.
+
+        The attempt number is one more than any attempt of the release in the history, and
+        skips keys ``taken`` says are in use (a snapshot directory left by an older version).
+        """
+        attempt = 1 + max([r["attempt"] for r in self.releases if r["release"] == record["release"]] or [0])
+        while taken(attempt_key(record["release"], attempt)):
+            attempt += 1
+        record.update(attempt=attempt, key=attempt_key(record["release"], attempt), result=IN_PROGRESS)
         self.releases.append(record)
+        return record["key"]
+
+    def finish(self, key, result, make_current=False):
+        record = self.get(key)
+        record["result"] = result
         if make_current:
-            self.current = record["release"]
-        dropped = []
-        while len(self.releases) > self.keep:
-            # Never drop the current release.
-            victim = next(r for r in self.releases if r["release"] != self.current)
-            self.releases.remove(victim)
-            dropped.append(victim["release"])
-        return dropped
+            self.current = key
+        return record
+
+    def forget(self, key):
+        """Remove an attempt that changed nothing (a refused deploy)."""
+        self.releases = [r for r in self.releases if r["key"] != key]
+
+    def prune(self):
+        """Drop the oldest deployed records past ``keep`` and failed ones past ``keep_failed``.
+
+        The current record and open attempts are never dropped. Returns the dropped keys.
+        """
+        good = [r for r in self.releases if r.get("result") == GOOD and r["key"] != self.current]
+        bad = [r for r in self.releases if r.get("result") in FAILED_RESULTS]
+        room = self.keep - (1 if self.current_record() else 0)
+        victims = good[: max(0, len(good) - room)] + bad[: max(0, len(bad) - self.keep_failed)]
+        keys = [r["key"] for r in victims]
+        self.releases = [r for r in self.releases if r["key"] not in keys]
+        return keys
+
+    def keys(self):
+        return {r["key"] for r in self.releases}
 
     def retained_images(self):
-        """Every pinned image reference and image id a kept release needs (pruning keeps these)."""
+        """Every image a kept good release (or the attempt under way) needs: pruning keeps these."""
         keep = set()
         for record in self.releases:
+            if record.get("result") not in (GOOD, IN_PROGRESS) and record["key"] != self.current:
+                continue
             for service in record.get("services", {}).values():
                 for key in ("pinned", "image_id", "image"):
                     if service.get(key):

@@ -224,50 +224,18 @@ story:
   elements: str
 """
 
-import datetime
-import getpass
-import os
-
 from ansible.module_utils.basic import AnsibleModule
-from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Docker, DockerError
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Docker
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deploy_spec import ARGUMENT_SPEC, REQUIRED_IF
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import (
     Deployer,
     DeployError,
     DeployFailed,
 )
-from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
-from ansible_collections.ec2ops.stack.plugins.module_utils._health import HealthSpecError
-from ansible_collections.ec2ops.stack.plugins.module_utils._release_history import HistoryError
 
 
 def main():
-    module = AnsibleModule(
-        argument_spec=dict(
-            project_dir=dict(type="path", required=True),
-            project_name=dict(type="str"),
-            files=dict(type="list", elements="str", default=[]),
-            env_files=dict(type="list", elements="str"),
-            profiles=dict(type="list", elements="str", default=[]),
-            release=dict(type="str"),
-            images=dict(type="dict", default={}),
-            services=dict(type="dict", default={}),
-            wait_timeout=dict(type="int", default=120),
-            verify_seconds=dict(type="int", default=30),
-            keep_releases=dict(type="int", default=5),
-            pull=dict(type="str", choices=["always", "missing", "never"], default="always"),
-            prune_images=dict(type="bool", default=True),
-            lock_timeout=dict(type="int", default=0),
-            secret_versions=dict(type="list", elements="dict", default=[], no_log=False),
-            nginx_switch_command=dict(type="path", default="/usr/local/sbin/ec2ops-nginx-upstream"),
-            failure_log_lines=dict(type="int", default=10),
-            deployed_by=dict(type="str"),
-            state=dict(type="str", choices=["deployed", "rolled_back"], default="deployed"),
-        ),
-        required_if=[("state", "rolled_back", ["release"])],
-        supports_check_mode=True,
-    )
-    params = dict(module.params)
-    params["deployed_by"] = params["deployed_by"] or os.environ.get("SUDO_USER") or getpass.getuser()
+    module = AnsibleModule(argument_spec=ARGUMENT_SPEC, required_if=REQUIRED_IF, supports_check_mode=True)
     docker_bin = module.get_bin_path("docker")
     if docker_bin is None:
         if module.check_mode:
@@ -275,33 +243,15 @@ def main():
         module.fail_json(msg="the docker CLI is not installed on this host; apply the ec2ops.stack.docker role first")
     docker = Docker(lambda argv: module.run_command(argv, check_rc=False), docker_bin)
     try:
-        deployer = Deployer(docker, params)
-    except (DeployError, HistoryError, HealthSpecError) as exc:
-        module.fail_json(msg=str(exc))
-
-    lock = DeployLock(f"{deployer.state_dir}/deploy.lock", params["lock_timeout"])
-    try:
-        if not module.check_mode:
-            now = datetime.datetime.now(datetime.timezone.utc).replace(microsecond=0).isoformat()
-            who = params["deployed_by"]
-            lock.acquire({"user": who, "release": params["release"], "pid": os.getpid(), "started": now})
-        if params["state"] == "rolled_back":
-            result = deployer.rollback(params["release"], module.check_mode)
-        else:
-            result = deployer.deploy(module.check_mode)
-    except LockHeld as exc:
-        module.fail_json(msg=str(exc), holder=exc.holder)
-    except (DeployError, HistoryError, DockerError) as exc:
-        module.fail_json(msg=str(exc), story=deployer.story)
+        result = Deployer(docker, module.params).run(module.check_mode)
+    except DeployError as exc:
+        module.fail_json(msg=str(exc), **exc.details)
     except DeployFailed as exc:
-        module.fail_json(msg=str(exc), story=deployer.story, **exc.result)
-    finally:
-        lock.release()
-
+        module.fail_json(msg=str(exc), **exc.result)
     diff = result.pop("diff", None)
     if module._diff and diff:
         result["diff"] = diff
-    module.exit_json(story=deployer.story, **result)
+    module.exit_json(**result)
 
 
 if __name__ == "__main__":

@@ -298,7 +298,9 @@ api_calls:
 
 import os
 
+from ansible.module_utils.basic import missing_required_lib
 from ansible.module_utils.common.warnings import warn
+from ansible_collections.amazon.aws.plugins.module_utils.botocore import HAS_BOTO3
 from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleAWSModule
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import (
@@ -333,6 +335,8 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_fetch import
 
 def read_secrets(module, specs):
     """Fetch every secret; returns (sources, records, api_calls) or fails naming each broken secret."""
+    if not HAS_BOTO3:
+        module.fail_json(msg=missing_required_lib("boto3 and botocore") + " (needed to read secrets; env alone is not)")
     region = module.region
     where = f"region {region}" + (f" at {module.params['endpoint_url']}" if module.params.get("endpoint_url") else "")
     for spec in specs:
@@ -386,7 +390,8 @@ def main():
         backup=dict(type="bool", default=False),
         header=dict(type="str"),
     )
-    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True)
+    # boto3 is needed only to fetch secrets: a .env of static values (env alone) works without the AWS SDK.
+    module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True, check_boto3=False)
     params = module.params
     dest = params["dest"]
     try:
@@ -402,7 +407,7 @@ def main():
     if os.path.isdir(target):
         module.fail_json(msg=f"{dest} is a directory")
 
-    sources, records, api_calls = read_secrets(module, specs)
+    sources, records, api_calls = read_secrets(module, specs) if specs else ([], [], 0)
     variables, overrides = merge(sources, static_env)
     if overrides:
         # Not module.warn(): AnsibleAWSModule would also pass them to exit_json (deprecated in ansible-core 2.19+).

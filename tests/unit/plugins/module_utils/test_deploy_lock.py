@@ -2,7 +2,7 @@ import fcntl
 import json
 
 import pytest
-from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
+from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import ANONYMOUS_GRACE, DeployLock, LockHeld
 
 
 def test_lock_records_the_holder_and_releases(tmp_path):
@@ -38,3 +38,26 @@ def test_the_kernel_releases_the_lock_of_a_dead_holder(tmp_path):
         fcntl.flock(handle, fcntl.LOCK_EX)
     # The file was closed (as when the holder dies): the lock is free again.
     DeployLock(str(path)).acquire({"user": "bob"}).release()
+
+
+def test_a_holder_that_says_nothing_gets_a_grace_period_even_with_timeout_0(tmp_path):
+    """ec2ops-upstream-sync holds the lock for a moment without writing who it is: a deploy waits."""
+    path = tmp_path / "deploy.lock"
+    path.write_text("")
+    now = [0.0]
+    with open(path) as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+
+        def sleep(seconds):
+            now[0] += seconds
+
+        with pytest.raises(LockHeld) as info:
+            DeployLock(str(path), timeout=0, clock=lambda: now[0], sleep=sleep).acquire({"user": "bob"})
+        assert info.value.waited >= ANONYMOUS_GRACE
+    # A holder that names itself is refused at once with timeout 0.
+    first = DeployLock(str(path)).acquire({"user": "alice"})
+    now[0] = 0.0
+    with pytest.raises(LockHeld) as info:
+        DeployLock(str(path), timeout=0, clock=lambda: now[0], sleep=sleep).acquire({"user": "bob"})
+    assert info.value.waited == 0
+    first.release()

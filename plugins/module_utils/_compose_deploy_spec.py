@@ -1,0 +1,121 @@
+# Copyright (c) ec2ops.stack contributors
+# GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The options of compose_deploy, in one place: the module, the engine and the benchmark use these.
+
+This is a private module_utils (leading underscore): no stable API.
+
+``ARGUMENT_SPEC`` is the module's argument spec. ``services`` is a mapping of service name to
+options, which an argument spec cannot describe, so each entry is checked against
+``SERVICE_SPEC`` (with ``HEALTH_SPEC`` as its ``health`` suboptions) by ``check_services``:
+types, choices and ranges, with the option named in the error, before anything starts.
+"""
+
+from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
+
+DEFAULT_SWITCH_COMMAND = "/usr/local/sbin/ec2ops-nginx-upstream"
+
+HEALTH_SPEC = dict(
+    container=dict(type="bool", default=True),
+    url=dict(type="str"),
+    status=dict(type="int", default=200),
+    body=dict(type="str"),
+    interval=dict(type="float", default=1.0),
+    timeout=dict(type="float", default=2.0),
+    retries=dict(type="int", default=3),
+    start_period=dict(type="float", default=0.0),
+    healthy_threshold=dict(type="int", default=1),
+    headers=dict(type="dict"),
+)
+
+SERVICE_SPEC = dict(
+    strategy=dict(type="str", choices=["recreate", "rolling"], default="recreate"),
+    nginx_upstream=dict(type="str"),
+    port=dict(type="int"),
+    drain_timeout=dict(type="int", default=30),
+    stop_timeout=dict(type="int", default=10),
+    health=dict(type="dict", options=HEALTH_SPEC, default={}),
+)
+
+# Lower bounds an argument spec cannot say: option -> smallest value.
+_SERVICE_MINIMA = {"port": 1, "drain_timeout": 0, "stop_timeout": 0}
+_HEALTH_MINIMA = {
+    "status": 100,
+    "interval": 0.05,
+    "timeout": 0.1,
+    "retries": 1,
+    "start_period": 0.0,
+    "healthy_threshold": 1,
+}
+
+ARGUMENT_SPEC = dict(
+    project_dir=dict(type="path", required=True),
+    project_name=dict(type="str"),
+    source_dir=dict(type="path"),
+    files=dict(type="list", elements="str", default=[]),
+    env_files=dict(type="list", elements="str"),
+    profiles=dict(type="list", elements="str", default=[]),
+    release=dict(type="str"),
+    images=dict(type="dict", default={}),
+    services=dict(type="dict", default={}),
+    wait_timeout=dict(type="int", default=120),
+    verify_seconds=dict(type="int", default=30),
+    keep_releases=dict(type="int", default=5),
+    keep_failed=dict(type="int", default=5),
+    pull=dict(type="str", choices=["always", "missing", "never"], default="always"),
+    prune_images=dict(type="bool", default=True),
+    lock_timeout=dict(type="int", default=0),
+    secret_versions=dict(type="list", elements="dict", default=[], no_log=False),
+    mask_values=dict(type="list", elements="str", default=[], no_log=True),
+    restart_policy=dict(type="str", default="unless-stopped"),
+    nginx_switch_command=dict(type="path", default=DEFAULT_SWITCH_COMMAND),
+    failure_log_lines=dict(type="int", default=10),
+    deployed_by=dict(type="str"),
+    state=dict(type="str", choices=["deployed", "rolled_back"], default="deployed"),
+)
+REQUIRED_IF = [("state", "rolled_back", ["release"])]
+_MINIMA = {"wait_timeout": 1, "verify_seconds": 0, "keep_releases": 1, "keep_failed": 0, "lock_timeout": 0}
+_MINIMA.update(failure_log_lines=0)
+
+
+class OptionsError(ValueError):
+    """Options that cannot be used; the message names each one and what it takes."""
+
+
+def check_params(params):
+    """Validate and complete compose_deploy's options (defaults filled in), services included."""
+    result = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(params)
+    if result.error_messages:
+        raise OptionsError("; ".join(result.error_messages))
+    checked = result.validated_parameters
+    _check_minima(checked, _MINIMA, "")
+    checked["services"] = check_services(checked["services"])
+    return checked
+
+
+def check_services(services):
+    """Each service's options checked against SERVICE_SPEC: ``{name: complete options}``."""
+    if not isinstance(services, dict):
+        raise OptionsError("services must be a mapping of service name to options")
+    checked = {}
+    for name, options in services.items():
+        where = f"services.{name}"
+        result = ArgumentSpecValidator(SERVICE_SPEC).validate(dict(options or {}))
+        if result.error_messages:
+            raise OptionsError(f"{where}: " + "; ".join(result.error_messages))
+        opts = result.validated_parameters
+        _check_minima(opts, _SERVICE_MINIMA, where + ".")
+        _check_minima(opts["health"], _HEALTH_MINIMA, where + ".health.")
+        if opts["strategy"] == "rolling" and not (opts["nginx_upstream"] and opts["port"]):
+            raise OptionsError(
+                f"{where}: the rolling strategy needs nginx_upstream (the upstream name the nginx role "
+                "manages) and port (the container port nginx sends traffic to)"
+            )
+        checked[name] = opts
+    return checked
+
+
+def _check_minima(options, minima, prefix):
+    for option, smallest in minima.items():
+        value = options.get(option)
+        if value is not None and value < smallest:
+            raise OptionsError(f"{prefix}{option} must be at least {smallest}, not {value}")
