@@ -19,8 +19,17 @@ description:
   - After cut-over every service is watched for O(verify_seconds). A failed health check, during the wait or the
     watch, restores the previous release exactly (pinned image digests, compose files and env files as they were)
     behind the same health gate, and the task fails saying what failed, what was done and what to do next.
-  - Keeps O(keep_releases) releases in C(<project_dir>/.ec2ops/history.json) with their files (0600) for rollback,
-    appends every deploy and rollback to C(<project_dir>/.ec2ops/audit.log), and holds a per-project lock.
+  - Keeps O(keep_releases) good releases in C(<project_dir>/.ec2ops/history.json) with their files (0600) for
+    rollback, and at most O(keep_failed) failed or interrupted attempts apart from them. Each attempt has its own
+    record and directory (C(v1), then C(v1+2) ...), so re-deploying the release that runs never replaces its
+    rollback point. Every deploy, rollback and repair is appended to C(<project_dir>/.ec2ops/audit.log).
+  - The whole run holds a per-project lock, and the history is read under it. An attempt is journaled as in
+    progress before the first change; a later run (deploy, rollback or a plain converge) that finds one left by a
+    killed run brings every service back to the current release behind the health gate and says so.
+  - Rolling services keep their scale (compose C(deploy.replicas) or C(scale)). N new containers start beside
+    the old, all must be healthy, and the nginx upstream switches to all N at once.
+  - Every value of the release's env files (and O(mask_values)) is masked in messages, log excerpts, health
+    details, results and the audit log.
   - With O(state=rolled_back) it restores the previous release, or a named one, behind the same health gate.
   - Needs the docker CLI and the Compose v2 plugin on the host; no Python Docker SDK.
 author:
@@ -33,6 +42,15 @@ options:
   project_name:
     description: Compose project name. Defaults to the base name of O(project_dir).
     type: str
+  source_dir:
+    description:
+      - Directory the release's compose and env files are read from (a staging directory, such as the
+        C(compose_app) role's C(.ec2ops/incoming)). They are snapshotted, checked, and installed into O(project_dir)
+        under the lock once every image is pulled, so a refused or waiting deploy never changes the running
+        project's files.
+      - Defaults to O(project_dir) itself (files already in place; a refused deploy puts back the running
+        release's files).
+    type: path
   files:
     description: Compose files, relative to O(project_dir). Defaults to the first of C(compose.yaml), C(compose.yml),
       C(docker-compose.yaml), C(docker-compose.yml) found.
@@ -65,9 +83,11 @@ options:
     description:
       - Per-service deploy options. Services not named here are recreated and judged by their container state
         (and container healthcheck, if the image or compose file defines one).
+      - Each entry is checked like module options before anything starts (types, choices, lower bounds); an error
+        names the option, for example C(services.api.drain_timeout).
       - C(strategy) is V(recreate) (default) or V(rolling). Rolling needs C(nginx_upstream) (the upstream name in the
-        nginx role) and C(port) (the container port), and may set C(drain_timeout) (seconds, default 30) and
-        C(stop_timeout) (seconds the old container gets to stop, default 10).
+        nginx role) and C(port) (the container port), and may set C(drain_timeout) (whole seconds, default 30) and
+        C(stop_timeout) (whole seconds the old containers get to stop, default 10).
       - C(health) has C(container) (bool, default true, require the container healthcheck to be healthy where there
         is one), C(url) (HTTP check; C({ip}) is replaced by the container's address, e.g.
         C(http://{ip}:8080/api/v1/health)), C(status) (default 200), C(body) (regular expression), C(interval)
@@ -90,7 +110,13 @@ options:
     type: int
     default: 30
   keep_releases:
-    description: Releases kept in the history (with their files and images); older ones are dropped.
+    description: Good (deployed) releases kept in the history with their files and images; older ones are dropped
+      with their directories. The current release is always kept.
+    type: int
+    default: 5
+  keep_failed:
+    description: Failed or interrupted attempts kept in the history (with their files, for inspection), apart from
+      O(keep_releases).
     type: int
     default: 5
   pull:
@@ -114,6 +140,17 @@ options:
     type: list
     elements: dict
     default: []
+  mask_values:
+    description: More values to mask in everything the module reports (the registry password, for example), besides
+      the values of the env files, which are always masked.
+    type: list
+    elements: str
+    default: []
+  restart_policy:
+    description: Restart policy the generated override gives services whose compose definition sets none, so the
+      app comes back after a reboot. An empty string leaves them without one.
+    type: str
+    default: unless-stopped
   nginx_switch_command:
     description: The upstream switch command the ec2ops.stack.nginx role installs.
     type: path
@@ -207,6 +244,16 @@ services:
   type: dict
   sample: {api: {strategy: rolling, old_image: "repo/api@sha256:1f..", new_image: "repo/api@sha256:9c..",
                  health: healthy, seconds_to_healthy: 5.2}}
+attempt:
+  description: The attempt number of this deploy of O(release) (1 for the first).
+  returned: on deploy
+  type: int
+  sample: 1
+repaired:
+  description: What this run found left by a killed run, and the release it brought every service back to.
+  returned: when an interrupted attempt was found
+  type: dict
+  sample: {interrupted: [v2], restored: v1}
 durations:
   description: Seconds spent pulling, verifying and in total.
   returned: on deploy

@@ -6,6 +6,8 @@
   verbosity=..., json_output=True)`` returns a ``PlaybookRun`` with ``rc``, ``stdout``,
   ``stderr``, ``output`` (both) and ``task(name)`` (the host result of a task, parsed from
   the ansible.posix.json callback).  AWS credentials are fake (testing/testing).
+* ``app_images`` (session): ec2ops-test/deploy-app:v1..v4 built from the demo app (v3 fails its
+  health check, v4 fails 3 s after boot); returns the repository name.
 * ``compose_config`` (session): a function ``(project_dir, compose_file="compose.yml")`` that
   returns ``docker compose config --format json`` as a dict, Compose's ``$$`` output
   escaping undone.
@@ -268,3 +270,28 @@ def _unescape_dollars(value):
     if isinstance(value, dict):
         return {k: _unescape_dollars(v) for k, v in value.items()}
     return value
+
+
+DEPLOY_APP = "ec2ops-test/deploy-app"
+
+
+@pytest.fixture(scope="session")
+def app_images():
+    """v1, v2 (healthy), v3 (health endpoint fails) and v4 (fails 3 s after boot) of the demo app."""
+    for version, env in (
+        ("v1", "FAIL_HEALTH=0"),
+        ("v2", "FAIL_HEALTH=0"),
+        ("v3", "FAIL_HEALTH=1"),
+        # Healthy at first, failing 3 s after boot: only a post-cut-over watch catches it.
+        ("v4", "FAIL_HEALTH_AFTER=3"),
+    ):
+        dockerfile = f"FROM ec2ops-test/demo-app:bookworm\nENV APP_VERSION={version} {env}\n"
+        subprocess.run(
+            ["docker", "build", "-q", "-t", f"{DEPLOY_APP}:{version}", "-"],
+            input=dockerfile,
+            text=True,
+            capture_output=True,
+            check=True,
+            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        )
+    return DEPLOY_APP

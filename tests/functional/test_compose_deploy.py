@@ -45,28 +45,6 @@ def docker(*args, check=True):
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=check)
 
 
-@pytest.fixture(scope="session")
-def app_images():
-    """v1, v2 (healthy), v3 (health endpoint fails) and v4 (fails 3 s after boot) of the demo app."""
-    for version, env in (
-        ("v1", "FAIL_HEALTH=0"),
-        ("v2", "FAIL_HEALTH=0"),
-        ("v3", "FAIL_HEALTH=1"),
-        # Healthy at first, failing 3 s after boot: only a post-cut-over watch catches it.
-        ("v4", "FAIL_HEALTH_AFTER=3"),
-    ):
-        dockerfile = f"FROM ec2ops-test/demo-app:bookworm\nENV APP_VERSION={version} {env}\n"
-        subprocess.run(
-            ["docker", "build", "-q", "-t", f"{REPO}:{version}", "-"],
-            input=dockerfile,
-            text=True,
-            capture_output=True,
-            check=True,
-            env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        )
-    return REPO
-
-
 @pytest.fixture
 def project(tmp_path, app_images):
     name = f"ec2ops-cd-{uuid.uuid4().hex[:8]}"

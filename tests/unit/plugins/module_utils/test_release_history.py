@@ -117,7 +117,7 @@ def test_failed_attempts_never_push_good_releases_out():
     history = ReleaseHistory("unused", keep=2, keep_failed=2)
     attempt(history, "v1")
     attempt(history, "v2")
-    for _ in range(4):
+    for _attempt in range(4):
         attempt(history, "v3", result="failed")
     dropped = history.prune()
     assert dropped == ["v3", "v3+2"]

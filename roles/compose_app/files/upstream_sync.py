@@ -2,9 +2,10 @@
 # GNU General Public License v3.0+ (see https://www.gnu.org/licenses/gpl-3.0.txt)
 """Point nginx upstreams at the containers compose_deploy recorded, wherever Docker put them now.
 
-This is a private module_utils (leading underscore): no stable API. Standard library only:
-the compose_app role also copies this file to the host as /usr/local/lib/ec2ops/upstream_sync.py,
-where a systemd unit runs ``python3 upstream_sync.py watch PROJECT_DIR --project NAME``.
+A program, not a module: standard library only. The compose_app role copies it to the host as
+/usr/local/lib/ec2ops/upstream_sync.py, where a systemd unit runs
+``python3 upstream_sync.py watch PROJECT_DIR --project NAME``. Unit-tested in
+tests/unit/roles/compose_app/test_upstream_sync.py (loaded from this path).
 
 After a reboot or a ``docker restart``, Docker brings the same containers back, maybe at other
 addresses, while nginx keeps the literal IP:port compose_deploy switched it to. compose_deploy
@@ -96,7 +97,8 @@ def _validated(data, path):
         containers = entry.get("containers")
         if not (
             _NAME.match(name)
-            and type(port) is int
+            and isinstance(port, int)
+            and not isinstance(port, bool)
             and 0 < port < 65536
             and isinstance(containers, list)
             and all(isinstance(cid, str) and _NAME.match(cid) for cid in containers)
@@ -286,7 +288,7 @@ def next_burst(fd, debounce=DEBOUNCE_SECONDS, max_burst=MAX_BURST_SECONDS, clock
     """Block until events arrive, then read on until ``debounce`` s pass quietly: ``(got_events, ended)``."""
     got, first = False, None
     while True:
-        ready, _, _ = select.select([fd], [], [], debounce if got else None)
+        ready, _writable, _failed = select.select([fd], [], [], debounce if got else None)
         if not ready:
             return got, False
         if not os.read(fd, 65536):

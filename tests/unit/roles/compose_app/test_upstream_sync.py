@@ -1,11 +1,18 @@
 import fcntl
+import importlib.util
 import json
 import os
+import pathlib
 import subprocess
 import sys
 
 import pytest
-from ansible_collections.ec2ops.stack.plugins.module_utils import _upstream_sync as us
+
+# A program the compose_app role copies to hosts (roles/compose_app/files), loaded from its path.
+_PATH = pathlib.Path(__file__).resolve().parents[4] / "roles" / "compose_app" / "files" / "upstream_sync.py"
+_SPEC = importlib.util.spec_from_file_location("ec2ops_upstream_sync", _PATH)
+us = importlib.util.module_from_spec(_SPEC)
+_SPEC.loader.exec_module(us)
 
 SWITCH = "/usr/local/sbin/ec2ops-nginx-upstream"
 ID_A, ID_B, ID_C = ("a" * 64, "b" * 64, "c" * 64)
@@ -320,7 +327,7 @@ def test_watch_subscribes_first_syncs_once_then_once_per_burst_and_exits_when_ev
     events = FakeEvents(
         "import sys, time\n"
         "time.sleep(0.3)\n"
-        "for _ in range(3): print('a' * 64, flush=True); time.sleep(0.02)\n"
+        "for _attempt in range(3): print('a' * 64, flush=True); time.sleep(0.02)\n"
         "time.sleep(1.0)\n"
         "print('a' * 64, flush=True)\n"
     )
