@@ -1,10 +1,18 @@
+import json
+import os
+import re
+
 import pytest
+from ansible_collections.ec2ops.stack.plugins.module_utils import _compose_deployer as engine
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import (
+    Deployer,
     DeployError,
+    DeployFailed,
     pinned_reference,
     rolling_conflicts,
     topological_order,
 )
+from fake_docker import FakeDocker
 
 
 def test_topological_order_puts_dependencies_first():
@@ -46,8 +54,6 @@ def test_pinned_reference_prefers_the_matching_repo_digest(image, expected):
 
 
 def test_override_frees_rolling_services_from_fixed_names_and_ports(tmp_path):
-    from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import Deployer
-
     params = {
         "project_dir": str(tmp_path),
         "services": {"api": {"strategy": "rolling", "nginx_upstream": "api", "port": 8080}},
@@ -68,8 +74,6 @@ def test_override_frees_rolling_services_from_fixed_names_and_ports(tmp_path):
 
 
 def test_rolling_without_an_upstream_is_refused(tmp_path):
-    from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import Deployer
-
     with pytest.raises(DeployError, match="nginx_upstream"):
         Deployer(docker=None, params={"project_dir": str(tmp_path), "services": {"api": {"strategy": "rolling"}}})
     with pytest.raises(DeployError, match="strategy must be one of"):
@@ -77,8 +81,6 @@ def test_rolling_without_an_upstream_is_refused(tmp_path):
 
 
 def test_health_headers_resolve_from_the_release_env_files_at_check_time(tmp_path):
-    from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer import Deployer
-
     (tmp_path / "judge0.conf").write_text("AUTHN_HEADER='X-Auth-Token'\n")
     (tmp_path / "secrets.env").write_text("AUTHN_TOKEN=first\n")
     params = {
@@ -96,3 +98,275 @@ def test_health_headers_resolve_from_the_release_env_files_at_check_time(tmp_pat
     with pytest.raises(Exception, match=r"\$\{AUTHN_TOKEN\} is not set") as info:
         deployer._headers_for(spec)
     assert "second" not in str(info.value)
+
+
+# ----------------------------------------------------------------------------------------------
+# Deployer.run with a fake docker (tests/unit/plugins/module_utils/fake_docker.py): the phases,
+# the journal, the repair, replicas, the switch, retention and masking, without a real engine.
+
+SECRET = "postgres://app:S3cr3t-value@db/app"
+COMPOSE = """services:
+  api:
+    image: reg/api:v1
+    deploy: {{replicas: {replicas}}}
+  worker:
+    image: reg/worker:v1
+"""
+
+
+class App:
+    """A project dir, a staging dir and a fake docker; ``run(**params)`` is one compose_deploy run."""
+
+    def __init__(self, tmp_path, replicas=1):
+        self.dir = tmp_path / "app"
+        self.stage = tmp_path / "stage"
+        self.stage.mkdir()
+        self.docker = FakeDocker()
+        for version in ("v1", "v2", "v3"):
+            self.docker.add_image(f"reg/api:{version}")
+            self.docker.add_image(f"reg/worker:{version}")
+        self.docker.add_image("reg/worker:bad", behaviour="exit", logs=f"connecting to {SECRET}\ngiving up")
+        self.stage_files(env=f"APP=one\nDATABASE_URL={SECRET}\n", replicas=replicas)
+        self.now = [0.0]
+
+    def stage_files(self, env, replicas=1):
+        (self.stage / "compose.yml").write_text(COMPOSE.format(replicas=replicas))
+        (self.stage / ".env").write_text(env)
+
+    def params(self, release, api="v1", worker=None, **extra):
+        params = {
+            "project_dir": str(self.dir),
+            "project_name": "app",
+            "source_dir": str(self.stage),
+            "release": release,
+            "images": {"api": f"reg/api:{api}", "worker": f"reg/worker:{worker or api}"},
+            "pull": "always",
+            "prune_images": False,
+            "verify_seconds": 0,
+            "services": {
+                "api": {"strategy": "rolling", "nginx_upstream": "app_api", "port": 8080},
+                "worker": {},
+            },
+        }
+        params.update(extra)
+        return params
+
+    def run(self, release, check_mode=False, **kw):
+        clock = lambda: self.now[0]  # noqa: E731
+
+        def sleep(seconds):
+            self.now[0] += seconds
+
+        deployer = Deployer(self.docker, self.params(release, **kw), clock=clock, sleep=sleep)
+        return deployer.run(check_mode)
+
+    def history(self):
+        return json.loads((self.dir / ".ec2ops" / "history.json").read_text())
+
+    def keys(self):
+        return [(r["key"], r["result"]) for r in self.history()["releases"]]
+
+    def dirs(self):
+        return set(os.listdir(self.dir / ".ec2ops" / "releases"))
+
+    def images(self, service):
+        by_id = {i["Id"]: ref for ref, i in self.docker.images_by_ref.items()}
+        return sorted(by_id[c["Image"]] for c in self.docker.running("app", service))
+
+
+@pytest.fixture
+def app(tmp_path):
+    return lambda replicas=1: App(tmp_path, replicas)
+
+
+def test_a_deploy_prepares_journals_and_records(app):
+    a = app()
+    result = a.run("v1")
+    assert result["changed"] is True and result["attempt"] == 1
+    assert a.keys() == [("v1", "deployed")] and a.history()["current"] == "v1"
+    assert a.images("api") == ["reg/api:v1"] and a.images("worker") == ["reg/worker:v1"]
+    assert (a.dir / ".env").read_text() == (a.stage / ".env").read_text()
+    assert a.dirs() == {"v1"}
+    upstreams = json.loads((a.dir / ".ec2ops" / "upstreams.json").read_text())["upstreams"]
+    assert upstreams["app_api"]["containers"] == [c["Id"] for c in a.docker.running("app", "api")]
+    # Nothing changed: the same release again, and nginx is not even touched when it points there.
+    a.docker.switch_result = (0, "upstream app_api already points at 10.9.0.2:8080; nothing to do", "")
+    again = a.run("v1")
+    assert again["changed"] is False and a.keys() == [("v1", "deployed")]
+
+
+def test_a_refused_attempt_leaves_no_record_no_directory_and_no_file(app):
+    a = app()
+    a.run("v1")
+    a.run("v2", api="v2")
+    before = (a.dir / ".env").read_text()
+    a.stage_files(env="APP=two\n")
+    a.docker.pull_fails.add("reg/api:v3")
+    # The same id as the running release, and a retention change that makes the run save its history.
+    with pytest.raises(DeployError, match="Nothing was changed: the running release is still v2"):
+        a.run("v2", api="v3", keep_releases=1)
+    assert a.keys() == [("v2", "deployed")] and a.dirs() == {"v2"}
+    assert (a.dir / ".env").read_text() == before
+    assert a.images("api") == ["reg/api:v2"]
+
+
+def test_redeploying_the_running_id_fails_back_to_its_own_good_attempt(app):
+    a = app()
+    a.run("abc123")
+    good = (a.dir / ".env").read_text()
+    a.stage_files(env="APP=rotated-badly\n")
+    with pytest.raises(DeployFailed) as info:
+        a.run("abc123", worker="bad")
+    assert "Rolled back to release abc123, which is serving and healthy" in str(info.value)
+    assert a.keys() == [("abc123", "deployed"), ("abc123+2", "failed")]
+    assert a.history()["current"] == "abc123"
+    assert (a.dir / ".env").read_text() == good
+    assert (a.dir / ".ec2ops/releases/abc123/files/.env").read_text() == good
+    assert a.images("worker") == ["reg/worker:v1"]
+
+
+def test_rolling_keeps_the_replica_count_and_switches_to_all_at_once(app):
+    a = app(replicas=3)
+    a.run("v1")
+    old = {c["Id"] for c in a.docker.running("app", "api")}
+    assert len(old) == 3
+    a.run("v2", api="v2")
+    new = a.docker.running("app", "api")
+    assert len(new) == 3 and not old & {c["Id"] for c in new}
+    last_switch = a.docker.switch_calls[-1]
+    servers = [f"{c['NetworkSettings']['Networks']['default']['IPAddress']}:8080" for c in new]
+    assert last_switch[-3:] == servers and last_switch[-4] == "app_api"
+    assert a.history()["releases"][-1]["services"]["api"]["replicas"] == 3
+
+
+def test_a_refused_switch_removes_the_new_containers_and_quotes_nginx(app):
+    a = app()
+    a.run("v1")
+    old = [c["Id"] for c in a.docker.running("app", "api")]
+    a.docker.switch_result = (1, "", "nginx -t rejected upstream app_api: [emerg] invalid host")
+    for _attempt in range(2):
+        with pytest.raises(DeployFailed) as info:
+            a.run("v2", api="v2")
+        message = str(info.value)
+        assert "[emerg] invalid host" in message and "(compose)" not in message
+        assert "never received traffic and was removed; release v1 kept serving throughout" in message
+        assert [c["Id"] for c in a.docker.running("app", "api")] == old
+    assert a.history()["current"] == "v1"
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL: nothing in the deployer catches it, nothing runs after it."""
+
+
+@pytest.mark.parametrize("point", ["after-up:api", "after-switch:api", "after-up:worker"])
+def test_the_next_run_repairs_a_killed_attempt(app, monkeypatch, point):
+    a = app()
+    a.run("v1")
+
+    def fault(name):
+        if name == point:
+            raise _Killed(name)
+
+    monkeypatch.setattr(engine, "fault_point", fault)
+    with pytest.raises(_Killed):
+        a.run("v2", api="v2")
+    assert a.keys()[-1] == ("v2", "in_progress")
+    monkeypatch.setattr(engine, "fault_point", lambda name: None)
+    # A plain re-run of v1 (a converge) repairs: everything back on v1, and it says so.
+    result = a.run("v1")
+    assert result["repaired"] == {"interrupted": ["v2"], "restored": "v1"}
+    assert any("found an interrupted deploy of v2" in line for line in result["story"])
+    assert a.images("api") == ["reg/api:v1"] and a.images("worker") == ["reg/worker:v1"]
+    assert a.keys() == [("v1", "deployed"), ("v2", "interrupted")]
+    # And the release that was killed deploys as its second attempt.
+    assert a.run("v2", api="v2")["attempt"] == 2
+    assert a.images("api") == ["reg/api:v2"] and a.dirs() == {"v1", "v2", "v2+2"}
+
+
+def test_an_unexpected_error_in_the_roll_out_still_ends_on_a_complete_release(app, monkeypatch):
+    a = app()
+    a.run("v1")
+
+    def broken(self, services):
+        raise RuntimeError("boom")
+
+    monkeypatch.setattr(Deployer, "_verify", broken)
+    with pytest.raises(DeployFailed) as info:
+        a.run("v2", api="v2")
+    assert "unexpected RuntimeError: boom" in str(info.value) and "Rolled back to release v1" in str(info.value)
+    assert a.images("api") == ["reg/api:v1"] and a.images("worker") == ["reg/worker:v1"]
+    assert a.keys() == [("v1", "deployed"), ("v2", "failed")]
+
+
+def test_an_oserror_during_the_rollback_is_reported_not_raised(app, monkeypatch):
+    a = app()
+    a.run("v1")
+    real = Deployer._install_files
+
+    def install(self, record):
+        if record["key"] == "v1":
+            raise OSError(28, "No space left on device", str(a.dir / ".env"))
+        return real(self, record)
+
+    monkeypatch.setattr(Deployer, "_install_files", install)
+    with pytest.raises(DeployFailed) as info:
+        a.run("v2", worker="bad")
+    assert "the rollback to v1 ALSO failed: No space left on device" in str(info.value)
+    assert a.keys()[-1] == ("v2", "failed")
+
+
+def test_env_values_are_masked_in_messages_history_and_audit(app):
+    a = app()
+    a.run("v1")
+    with pytest.raises(DeployFailed) as info:
+        a.run("v2", worker="bad")
+    message = str(info.value)
+    assert "giving up" in message and "connecting to ***" in message and SECRET not in message
+    for name in ("history.json", "audit.log"):
+        assert SECRET not in (a.dir / ".ec2ops" / name).read_text()
+    assert all(SECRET not in line for line in info.value.result["story"])
+
+
+@pytest.mark.parametrize(
+    ("change", "named"),
+    [
+        ({"drain_timeout": "30s"}, "services.api: "),
+        ({"stop_timeout": -1}, "services.api.stop_timeout must be at least 0"),
+        ({"health": {"retries": 0}}, "services.api.health.retries must be at least 1"),
+        ({"strategy": "bluegreen"}, "strategy"),
+        ({"health": {"unknown": 1}}, "unknown"),
+    ],
+)
+def test_service_options_are_checked_before_anything_starts(app, change, named):
+    a = app()
+    params = a.params("v1")
+    params["services"]["api"].update(change)
+    with pytest.raises(DeployError, match=re.escape(named)):
+        Deployer(a.docker, params)
+    assert a.docker.calls == []
+
+
+def test_retention_counts_good_releases_and_deletes_every_dropped_directory(app):
+    a = app()
+    a.run("v1", keep_releases=1, keep_failed=1)
+    a.run("v2", api="v2", keep_releases=1, keep_failed=1)
+    assert a.dirs() == {"v2"}
+    for _attempt in range(2):
+        with pytest.raises(DeployFailed):
+            a.run("v3", api="v3", worker="bad", keep_releases=1, keep_failed=1)
+    assert a.keys() == [("v2", "deployed"), ("v3+2", "failed")]
+    assert a.dirs() == {"v2", "v3+2"}
+    # A directory no record names (a killed run's snapshot) goes at the next run.
+    (a.dir / ".ec2ops/releases/orphan").mkdir()
+    a.run("v2", api="v2", keep_releases=1, keep_failed=1)
+    assert "orphan" not in a.dirs()
+
+
+def test_check_mode_writes_nothing(app):
+    a = app()
+    a.run("v1")
+    before = {p: p.read_bytes() for p in (a.dir / ".ec2ops").rglob("*") if p.is_file()}
+    result = a.run("v2", api="v2", check_mode=True)
+    assert result["changed"] is True and result["diff"]["after"]["release"] == "v2"
+    assert {p: p.read_bytes() for p in (a.dir / ".ec2ops").rglob("*") if p.is_file()} == before
+    assert a.images("api") == ["reg/api:v1"]

@@ -8,6 +8,7 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
     header_references,
     http_check,
     mask,
+    maskable_values,
     normalize_health,
     resolve_headers,
     wait_healthy,
@@ -92,6 +93,22 @@ def test_http_check_status_body_and_errors():
 
     ok, detail = http_check("http://x/h", opener=refused)
     assert not ok and "Connection refused" in detail
+
+
+def test_http_check_masks_the_body_before_cutting_it():
+    """A secret across the 200-character cut must not leak its first characters."""
+    token = "tok-" + "9" * 12 + "-secret-tail"
+    body = "x" * 190 + token + " and more"
+    ok, detail = http_check("http://x/h", opener=lambda url, timeout: Response(500, body), secrets=[token])
+    assert not ok
+    assert "tok-99" not in detail and "***" in detail
+    # Without the mask-first order the cut would leave "tok-999999" in the detail.
+    assert len(detail.split("body: ", 1)[1]) <= 200
+
+
+def test_maskable_values_leave_plain_numbers_and_flags_readable():
+    found = maskable_values(["8080", "true", "no", "abc", "postgres://u:p@h/db", "123456", "S3cr3t!", 5])
+    assert found == {"postgres://u:p@h/db", "123456", "S3cr3t!"}
 
 
 def sequence(*results):
