@@ -51,6 +51,7 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
     maskable_values,
     normalize_health,
     resolve_headers,
+    start_marker,
     wait_healthy,
 )
 from ansible_collections.ec2ops.stack.plugins.module_utils._release_history import (
@@ -387,6 +388,7 @@ class Deployer:
     def _check_for(self, service, container_id):
         spec = self.health.get(service) or normalize_health(service, None)
         wrong_answers = [0]
+        seen = {"first": None, "last": None}
 
         def check():
             details = self.docker.inspect_containers([container_id])
@@ -394,7 +396,17 @@ class Deployer:
             ok, detail, fatal = container_state_check(state)
             if (spec["container"] and not ok) or fatal:
                 return ok, self._mask(detail), fatal
+            marker = start_marker(details[0])
+            seen["first"] = seen["first"] or marker
+            restarts = marker[1] - seen["first"][1]
+            if restarts > 0:
+                # Docker restarted it (restart policy) between two checks: a crash loop, whatever it says now.
+                return False, f"container restarted {restarts} time(s) while it was checked (crash loop)", True
+            stable, seen["last"] = marker == seen["last"], marker
             if not spec["url"]:
+                if not stable and (state.get("Health") or {}).get("Status") is None:
+                    # No healthcheck: "running" counts once it was seen running, not restarted, twice in a row.
+                    return False, "running; checking that it stays up", False
                 return True, detail, False
             url = spec["url"].replace("{ip}", _container_ip(details[0]) or "127.0.0.1")
             try:

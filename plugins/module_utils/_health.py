@@ -126,6 +126,11 @@ def container_state_check(state):
     )
 
 
+def start_marker(details):
+    """``(StartedAt, RestartCount)`` from ``docker inspect``: it changes whenever the container restarts."""
+    return (details.get("State") or {}).get("StartedAt"), int(details.get("RestartCount") or 0)
+
+
 def header_references(headers):
     """The env-file variables the header values name, in order."""
     names = []

@@ -171,6 +171,16 @@ def stack(tmp_path, app_images):
         s.down()
 
 
+def settled(s, service, count, seconds=20):
+    """True once the service runs ``count`` containers (retired ones stop in the background)."""
+    deadline = time.monotonic() + seconds
+    while len(s.running(service)) != count:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.2)
+    return True
+
+
 def assert_consistent(s):
     """History and release directories agree, nothing is left in progress, current is a good record."""
     data = s.history()
@@ -239,18 +249,19 @@ def test_a_killed_deploy_is_repaired_by_the_next_run(stack, kill_at):
             rc, result, out = s.deploy("v2")
             assert rc == 0, out
             assert s.served() == (200, "env-two")
-            assert {i for _c, i in s.running("api")} == {image_id("v2")}
+            assert settled(s, "api", 1) and {i for _c, i in s.running("api")} == {image_id("v2")}
         else:
             rc, result, out = s.rollback("v1")
             assert rc == 0, out
             assert s.served() == (200, "env-one")
-            assert {i for _c, i in s.running("api")} == {image_id("v1")}
+            assert settled(s, "api", 1) and {i for _c, i in s.running("api")} == {image_id("v1")}
             assert {i for _c, i in s.running("worker")} == {image_id("v1")}
         if action == first and kill_at not in ("after-snapshot", "after-pull"):
             # The run after the kill found the journal's open attempt and said what it did.
             assert result.get("repaired", {}).get("restored") == "v1", result
             assert any("found an interrupted deploy of v2" in line for line in result["story"]), result["story"]
-        assert len(s.running("api")) == 1 and len(s.running("worker")) == 1
+        # Replaced rolling containers stop in the background (stop_timeout 1 s): wait for that, bounded.
+        assert settled(s, "api", 1) and len(s.running("worker")) == 1
         assert len(s.nginx.servers()) == 1
         assert_consistent(s)
     audit = [json.loads(line) for line in (s.dir / ".ec2ops/audit.log").read_text().splitlines()]
@@ -335,7 +346,7 @@ def test_failed_retries_never_evict_good_releases_and_dropped_directories_go(sta
 def test_three_replicas_roll_together_under_load_without_a_failed_request(stack):
     s = stack(replicas=3)
     assert s.deploy("v1")[0] == 0
-    assert len(s.running("api")) == 3 and len(s.nginx.servers()) == 3
+    assert settled(s, "api", 3) and len(s.nginx.servers()) == 3
     s.stage_files(env={"APP_VERSION": "env-two"})
     load = Load(s.nginx.port, rate=60)
     load.start()
@@ -346,8 +357,9 @@ def test_three_replicas_roll_together_under_load_without_a_failed_request(stack)
     assert rc == 0, out
     summary = load.summary()
     assert summary["failed"] == 0 and summary["requests"] > 100, summary
+    assert settled(s, "api", 3)
     api = s.running("api")
-    assert len(api) == 3 and {i for _c, i in api} == {image_id("v2")}
+    assert {i for _c, i in api} == {image_id("v2")}
     details = json.loads(docker("inspect", *[c for c, _i in api]).stdout)
     addresses = {f"{next(iter(c['NetworkSettings']['Networks'].values()))['IPAddress']}:8080" for c in details}
     assert set(s.nginx.servers()) == addresses

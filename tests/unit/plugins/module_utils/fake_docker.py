@@ -38,7 +38,8 @@ class FakeDocker:
 
     # -------------------------------------------------------------- images
     def add_image(self, ref, behaviour="ok", logs=""):
-        """``behaviour``: ok (runs), exit (exits with code 3 at once)."""
+        """``behaviour``: ok (runs), exit (exits with code 3 at once), crashloop (dies and is restarted
+        by its restart policy between any two looks, so it is "running" whenever it is inspected)."""
         number = len(self.images_by_ref) + 1
         self.images_by_ref[ref] = {
             "Id": f"sha256:{number:064x}",
@@ -74,6 +75,12 @@ class FakeDocker:
         return sorted(found, key=lambda c: c["Created"])
 
     def inspect_containers(self, ids):
+        for i in ids:
+            container = self.containers.get(i)
+            if container and container["_behaviour"] == "crashloop":
+                # Restarted by its restart policy since the last look: running again, for a moment.
+                container["RestartCount"] += 1
+                container["State"]["StartedAt"] = f"2026-01-01T00:01:{container['RestartCount']:02d}Z"
         return [json.loads(json.dumps(self.containers[i])) for i in ids if i in self.containers]
 
     def logs(self, container_id, tail=10):
@@ -172,7 +179,13 @@ class FakeDocker:
             "Id": container_id,
             "Image": image["Id"],
             "Created": f"2026-01-01T00:00:{number:06d}",
-            "State": {"Status": "exited" if exited else "running", "ExitCode": 3 if exited else 0},
+            "State": {
+                "Status": "exited" if exited else "running",
+                "ExitCode": 3 if exited else 0,
+                "StartedAt": "2026-01-01T00:00:00Z",
+            },
+            "RestartCount": 0,
+            "_behaviour": image["behaviour"],
             "Config": {
                 "Labels": {
                     "com.docker.compose.project": self._project,

@@ -126,6 +126,7 @@ class App:
             self.docker.add_image(f"reg/api:{version}")
             self.docker.add_image(f"reg/worker:{version}")
         self.docker.add_image("reg/worker:bad", behaviour="exit", logs=f"connecting to {SECRET}\ngiving up")
+        self.docker.add_image("reg/worker:crashloop", behaviour="crashloop")
         self.stage_files(env=f"APP=one\nDATABASE_URL={SECRET}\n", replicas=replicas)
         self.now = [0.0]
 
@@ -370,3 +371,13 @@ def test_check_mode_writes_nothing(app):
     assert result["changed"] is True and result["diff"]["after"]["release"] == "v2"
     assert {p: p.read_bytes() for p in (a.dir / ".ec2ops").rglob("*") if p.is_file()} == before
     assert a.images("api") == ["reg/api:v1"]
+
+
+def test_a_crash_looping_container_that_looks_running_fails_the_gate(app):
+    """With a restart policy a crashing container is "running" at most looks: the restarts give it away."""
+    a = app()
+    a.run("v1")
+    with pytest.raises(DeployFailed) as info:
+        a.run("v2", worker="crashloop")
+    assert "worker: container restarted 1 time(s) while it was checked (crash loop)" in str(info.value)
+    assert a.images("worker") == ["reg/worker:v1"]
