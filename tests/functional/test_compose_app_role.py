@@ -1,0 +1,71 @@
+"""The compose_app role on this machine's engine: a static .env needs no AWS SDK, and files are staged.
+
+Runs the role with connection local, under this machine's /usr/bin/python3, which has no boto3
+(Debian's python3 without python3-boto3): compose_app_env alone must write .env and deploy.
+The role stages compose files and .env in .ec2ops/incoming; compose_deploy installs them.
+"""
+
+import json
+import pathlib
+import socket
+import subprocess
+import urllib.request
+import uuid
+
+import pytest
+
+HERE = pathlib.Path(__file__).parent / "compose_app_role"
+SYSTEM_PYTHON = "/usr/bin/python3"
+
+
+def _free_port():
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _has_boto3(python):
+    return subprocess.run([python, "-c", "import boto3"], capture_output=True, check=False).returncode == 0
+
+
+@pytest.fixture
+def app(tmp_path, app_images):
+    name = f"ec2ops-role-{uuid.uuid4().hex[:8]}"
+    yield {"name": name, "dir": tmp_path / name, "port": _free_port()}
+    subprocess.run(["docker", "compose", "-p", name, "down", "-t", "0"], capture_output=True, check=False)
+
+
+def test_a_static_env_deploys_without_boto3_on_the_host(ansible_playbook, app, app_images):
+    if not pathlib.Path(SYSTEM_PYTHON).exists() or _has_boto3(SYSTEM_PYTHON):
+        pytest.skip(f"needs {SYSTEM_PYTHON} without boto3 (the case this test is about)")
+    extra = {
+        "ansible_python_interpreter": SYSTEM_PYTHON,
+        "compose_app_name": app["name"],
+        "compose_app_dir": str(app["dir"]),
+        "compose_app_compose_files": [{"src": str(HERE / "compose.yml.j2"), "dest": "compose.yml"}],
+        "compose_app_release": "v1",
+        "compose_app_images": {"api": f"{app_images}:v1"},
+        "compose_app_env": {"APP_VERSION": "static-one"},
+        "compose_app_pull": "never",
+        "compose_app_verify_seconds": 1,
+        "app_port": app["port"],
+    }
+    run = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
+    assert run.rc == 0, run.output
+    env = app["dir"] / ".env"
+    assert env.read_text() == "APP_VERSION='static-one'\n"
+    assert env.stat().st_mode & 0o777 == 0o600
+    assert (app["dir"] / ".ec2ops").stat().st_mode & 0o777 == 0o700
+    with urllib.request.urlopen(f"http://127.0.0.1:{app['port']}/", timeout=5) as response:
+        assert json.loads(response.read())["version"] == "static-one"
+    # The same run again changes nothing.
+    again = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
+    assert again.rc == 0, again.output
+    assert again.task("ec2ops.stack.compose_app : Deploy the release")["changed"] is False
+    # A new value is staged by the role and installed by the module.
+    extra["compose_app_env"] = {"APP_VERSION": "static-two"}
+    run = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
+    assert run.rc == 0, run.output
+    assert run.task("ec2ops.stack.compose_app : Deploy the release")["attempt"] == 2  # the same release id, a new attempt
+    with urllib.request.urlopen(f"http://127.0.0.1:{app['port']}/", timeout=5) as response:
+        assert json.loads(response.read())["version"] == "static-two"
