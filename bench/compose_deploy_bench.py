@@ -2,7 +2,7 @@
 
 Prints a table for four runs on this machine's Docker engine, each under a steady load
 through a real nginx (a private instance on 127.0.0.1, not the system one; see
-tests/functional/private_nginx.py, shared with the functional tests):
+tests/functional/deploy_rig.py, shared with the functional tests):
 
   (a) compose_deploy, rolling strategy, v1 -> v2 (healthy)
   (b) compose_deploy, rolling strategy, v2 -> v3 (fails its health check: automatic rollback)
@@ -40,7 +40,7 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer imp
     Deployer,
     DeployFailed,
 )
-from private_nginx import Load, PrivateNginx, free_port  # noqa: E402
+from deploy_rig import Load, PrivateNginx, build_demo_variant, free_port  # noqa: E402
 
 IMAGE = "ec2ops-test/bench-app"
 COMPOSE = """
@@ -67,17 +67,8 @@ def sh(*argv, **kw):
 
 def build_images():
     for version, fail in (("v1", "0"), ("v2", "0"), ("v3", "1")):
-        dockerfile = (
-            "FROM ec2ops-test/demo-app:bookworm\n"
-            f"ENV APP_VERSION={version} FAIL_HEALTH={fail} BOOT_DELAY=5 IGNORE_SIGTERM=1\n"
-        )
-        subprocess.run(
-            ["docker", "build", "-q", "-t", f"{IMAGE}:{version}", "-"],
-            input=dockerfile,
-            text=True,
-            capture_output=True,
-            check=True,
-            env={**os.environ, "DOCKER_BUILDKIT": "0"},
+        build_demo_variant(
+            f"{IMAGE}:{version}", f"APP_VERSION={version} FAIL_HEALTH={fail} BOOT_DELAY=5 IGNORE_SIGTERM=1"
         )
 
 

@@ -28,6 +28,7 @@ import sys
 import time
 
 import pytest
+from deploy_rig import build_demo_variant
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 try:
@@ -285,13 +286,5 @@ def app_images():
         # Healthy at first, failing 3 s after boot: only a post-cut-over watch catches it.
         ("v4", "FAIL_HEALTH_AFTER=3"),
     ):
-        dockerfile = f"FROM ec2ops-test/demo-app:bookworm\nENV APP_VERSION={version} {env}\n"
-        subprocess.run(
-            ["docker", "build", "-q", "-t", f"{DEPLOY_APP}:{version}", "-"],
-            input=dockerfile,
-            text=True,
-            capture_output=True,
-            check=True,
-            env={**os.environ, "DOCKER_BUILDKIT": "0"},
-        )
+        build_demo_variant(f"{DEPLOY_APP}:{version}", f"APP_VERSION={version} {env}")
     return DEPLOY_APP

@@ -66,6 +66,8 @@ def test_a_static_env_deploys_without_boto3_on_the_host(ansible_playbook, app, a
     extra["compose_app_env"] = {"APP_VERSION": "static-two"}
     run = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
     assert run.rc == 0, run.output
-    assert run.task("ec2ops.stack.compose_app : Deploy the release")["attempt"] == 2  # the same release id, a new attempt
+    assert (
+        run.task("ec2ops.stack.compose_app : Deploy the release")["attempt"] == 2
+    )  # the same release id, a new attempt
     with urllib.request.urlopen(f"http://127.0.0.1:{app['port']}/", timeout=5) as response:
         assert json.loads(response.read())["version"] == "static-two"

@@ -2,7 +2,7 @@
 
 Each test runs the real module (plugins/modules/compose_deploy.py, executed as Ansible runs it:
 one process, arguments from a JSON file) against this machine's Docker engine and Compose v2,
-with a private nginx (tests/functional/private_nginx.py) and the nginx role's real switch
+with a private nginx (tests/functional/deploy_rig.py) and the nginx role's real switch
 script in front of the rolling ``api`` service. The app is tests/images/demo-app
 (ec2ops-test/deploy-app:v1..v4, see conftest.app_images).
 
@@ -21,7 +21,7 @@ import time
 import uuid
 
 import pytest
-from private_nginx import Load, PrivateNginx
+from deploy_rig import Load, PrivateNginx
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
 REPO = "ec2ops-test/deploy-app"

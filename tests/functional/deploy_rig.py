@@ -1,10 +1,12 @@
-"""A private nginx (127.0.0.1, its own prefix, never the system one) and a bounded HTTP load.
+"""A deploy test rig: a private nginx (127.0.0.1, its own prefix, never the system one), a bounded
+HTTP load, and variants of the demo app image.
 
-Shared by the rolling compose_deploy tests and bench/compose_deploy_bench.py:
+Shared by the functional compose_deploy tests and bench/compose_deploy_bench.py:
 
 * ``PrivateNginx(workdir, upstream)``: nginx.conf with the nginx role's proxy defaults in front of
   one upstream, and the nginx role's real switch script (ec2ops-nginx-upstream, rendered from
   roles/nginx/templates) bound to this instance; ``start(server)``, ``servers()``, ``stop()``.
+* ``build_demo_variant(tag, env)``: ``FROM ec2ops-test/demo-app:bookworm`` with ``ENV env``, tagged.
 * ``Load(port, rate)``: keep-alive clients at ``rate`` requests/s until ``stop()``; counts
   failures, latency and when each app version first answered. Traffic goes to 127.0.0.1 only.
 """
@@ -51,6 +53,18 @@ http {{
     }}
 }}
 """
+
+
+def build_demo_variant(tag, env):
+    """Build ``tag`` from the demo app image with the ENV line ``env`` (e.g. ``APP_VERSION=v2 FAIL_HEALTH=1``)."""
+    subprocess.run(
+        ["docker", "build", "-q", "-t", tag, "-"],
+        input=f"FROM ec2ops-test/demo-app:bookworm\nENV {env}\n",
+        text=True,
+        capture_output=True,
+        check=True,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
 
 
 def free_port():
