@@ -179,6 +179,9 @@ class Deployer:
         # The env files (paths) of the release being brought up or checked (health header references).
         self._env_paths = []
         self._secrets = set(self.mask_values)
+        # Names the output is made of (project, services): env values equal to one (DB_HOST=postgres)
+        # are not secrets, and masking them would garble every line.
+        self._names = {self.project, *self.images, *self.services_opts}
 
     # ------------------------------------------------------------------- run
     def run(self, check_mode=False):
@@ -239,7 +242,7 @@ class Deployer:
 
     def _finish(self, result):
         result["story"] = self.story
-        return _mask_tree(result, self._secrets)
+        return _mask_tree(result, self._secrets - self._names)
 
     def _masked_story(self):
         return [self._mask(line) for line in self.story]
@@ -251,7 +254,7 @@ class Deployer:
             self._log(self._mask(line))
 
     def _mask(self, text):
-        return mask(text, self._secrets)
+        return mask(text, self._secrets - self._names)
 
     def _learn_secrets(self, paths):
         """Every value of these env files is masked in whatever this run reports."""
@@ -415,7 +418,12 @@ class Deployer:
                 # A missing variable will not appear by waiting: the verdict is final.
                 return False, str(exc), True
             ok, detail = http_check(
-                url, spec["status"], spec["body"], spec["timeout"], headers=headers, secrets=[*secrets, *self._secrets]
+                url,
+                spec["status"],
+                spec["body"],
+                spec["timeout"],
+                headers=headers,
+                secrets=[*secrets, *(self._secrets - self._names)],
             )
             # An app that answers, but wrongly, `retries` times in a row has given its verdict:
             # no need to wait out the whole timeout (a refused connection may still be booting).
@@ -678,6 +686,7 @@ class Deployer:
             record["files"], record["env_files"], os.path.join(self._release_dir(record["key"]), "files")
         )
         own = compose.config().get("services") or {}
+        self._names.update(own)
         unknown = sorted(set(self.images) - set(own)) + sorted(set(self.services_opts) - set(own))
         if unknown:
             raise DeployError(

@@ -127,7 +127,8 @@ class App:
             self.docker.add_image(f"reg/worker:{version}")
         self.docker.add_image("reg/worker:bad", behaviour="exit", logs=f"connecting to {SECRET}\ngiving up")
         self.docker.add_image("reg/worker:crashloop", behaviour="crashloop")
-        self.stage_files(env=f"APP=one\nDATABASE_URL={SECRET}\n", replicas=replicas)
+        # WORKER_HOST names a service: a value that is a name of the output, not a secret.
+        self.stage_files(env=f"APP=one\nDATABASE_URL={SECRET}\nWORKER_HOST=worker\n", replicas=replicas)
         self.now = [0.0]
 
     def stage_files(self, env, replicas=1):
@@ -323,6 +324,7 @@ def test_env_values_are_masked_in_messages_history_and_audit(app):
         a.run("v2", worker="bad")
     message = str(info.value)
     assert "giving up" in message and "connecting to ***" in message and SECRET not in message
+    assert message.startswith("deploy failed: worker: ")  # a value equal to a service name stays readable
     for name in ("history.json", "audit.log"):
         assert SECRET not in (a.dir / ".ec2ops" / name).read_text()
     assert all(SECRET not in line for line in info.value.result["story"])
