@@ -13,8 +13,8 @@ description:
   - With O(state=recorded), after a layer converged, writes C(<directory>/<layer>.json) (0600) with the layer's
     O(fingerprint), a digest of every managed path (a file's content, owner and mode; a directory's files,
     recursively) and the services the layer keeps running.
-  - With O(state=checked), compares each layer in O(layers) with its record: the same fingerprint, every path
-    digesting the same and every service active. It never changes anything; RV(converged) lists the layers that
+  - With O(state=checked), compares each layer in O(layers) with its record (the same fingerprint, every path
+    digesting the same, every service active). It never changes anything; RV(converged) lists the layers that
     may be skipped and RV(stale) says why each other one must converge.
 author:
   - ec2ops.stack maintainers (@ec2ops)

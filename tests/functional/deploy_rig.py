@@ -142,8 +142,9 @@ class PrivateNginx:
 class Load:
     """Bounded load: ``rate`` requests/s from a few keep-alive clients until stopped."""
 
-    def __init__(self, port, rate, clients=6):
+    def __init__(self, port, rate, clients=6, host_header=None):
         self.port = port
+        self.headers = {"Host": host_header} if host_header else {}
         self.interval = clients / rate
         self.clients = clients
         self.results = []  # (ok, latency seconds)
@@ -168,7 +169,7 @@ class Load:
                 try:
                     if conn is None:
                         conn = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                    conn.request("GET", "/")
+                    conn.request("GET", "/", headers=self.headers)
                     response = conn.getresponse()
                     body = response.read()
                     ok = 200 <= response.status < 300

@@ -11,10 +11,12 @@ One story against one target, in order:
 3. the deploy of release v2 runs the way AWX runs it: ansible-runner with a private data dir
    whose inventory is what AWX's inventory import makes of ``inventories/local``; its artifacts
    say successful, and only the app layer changed (host, docker and nginx were converged);
-4. a rollback is refused without confirmation, then restores v1;
-5. ``tools/ssh-deploy.sh`` (what the GitHub Actions deploy job runs) deploys with the key only
+4. a release run skips the layers that did not change and converges those that did: a deleted
+   docker file and a changed nginx variable are put back (issue 14);
+5. a rollback is refused without confirmation, then restores v1;
+6. ``tools/ssh-deploy.sh`` (what the GitHub Actions deploy job runs) deploys with the key only
    in its ssh-agent and the host key pinned from DEPLOY_KNOWN_HOSTS, and refuses a wrong host key;
-6. ``tools/demo.sh down`` leaves nothing behind.
+7. ``tools/demo.sh down`` leaves nothing behind.
 
 The containers, network and ports are this test's own (``ec2ops-demotest-*``, 172.30.241.0/24,
 free loopback ports), so a developer's running ``make demo`` is not touched.
@@ -175,6 +177,51 @@ def test_deploy_through_ansible_runner_as_awx_does(up, tmp_path):
     assert deployed["event_data"]["res"]["previous_release"] == "v1"
     assert up.get("/")[1]["version"] == "v2"
     assert up.get("/api/v1/health")[1]["database"] == "ok"
+
+
+def _layers_said(output):
+    """What 'Say which layers converge and why' printed: (skipped layers, {converging layer: reason})."""
+    block = output.split("Say which layers converge and why", 1)[1].split("TASK [", 1)[0]
+    converging, skipped, section = {}, [], None
+    for line in block.splitlines():
+        text = line.strip()
+        if text.startswith("converging:"):
+            section = "converging"
+        elif text.startswith("skipped, nothing changed:"):
+            section = "skipped"
+        elif section == "converging" and ": " in text:
+            layer, reason = text.split(": ", 1)
+            converging[layer] = reason
+        elif section == "skipped" and text.startswith("- "):
+            skipped.append(text[2:])
+    return skipped, converging
+
+
+def test_a_release_run_skips_unchanged_layers_and_puts_drift_back(up):
+    """Issue 14: the release goes first, without giving up drift correction."""
+    env = up.playbook_env()
+    nginx_conf = "/etc/nginx/nginx.conf"
+    assert "client_max_body_size 7m;" not in up.instance("cat", nginx_conf).stdout
+    # Drift on the host (a file the docker role manages is gone) and a changed nginx variable.
+    assert up.instance("rm", "/etc/docker/daemon.json").returncode == 0
+    run = up.run(
+        "ansible-playbook", "deploy.yml", "-i", "inventories/local", "-e", "compose_app_release=v2",
+        "-e", "nginx_client_max_body_size=7m", env=env,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout[-4000:]
+    skipped, converging = _layers_said(run.stdout)
+    assert skipped == ["host"], (skipped, converging)
+    assert converging["docker"] == "/etc/docker changed on the host"
+    assert converging["nginx"] == "its role, its variables or the collection changed"
+    assert "live-restore" in up.instance("cat", "/etc/docker/daemon.json").stdout
+    assert "client_max_body_size 7m;" in up.instance("cat", nginx_conf).stdout
+    # The next release run puts nginx back to the inventory's settings and skips the rest.
+    run = up.run("ansible-playbook", "deploy.yml", "-i", "inventories/local", "-e", "compose_app_release=v2", env=env)
+    assert run.returncode == 0, run.stdout[-4000:]
+    skipped, converging = _layers_said(run.stdout)
+    assert (skipped, list(converging)) == (["docker", "host"], ["nginx"])
+    assert "client_max_body_size 7m;" not in up.instance("cat", nginx_conf).stdout
+    assert up.get("/")[1]["version"] == "v2"
 
 
 def test_rollback_needs_confirmation_then_restores_the_previous_release(up):
