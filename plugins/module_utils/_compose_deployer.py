@@ -503,27 +503,38 @@ class Deployer:
         """Bring one service to the release in ``overrides``; raise _ServiceUnhealthy on failure."""
         strategy = (self.services_opts.get(service) or {}).get("strategy", "recreate")
         started = self.clock()
+        phases = {}
         if strategy == "rolling":
-            info = self._roll(compose, service, overrides, deadline, replicas)
+            info = self._roll(compose, service, overrides, deadline, replicas, phases)
         else:
-            info = self._recreate(compose, service, overrides, deadline)
-        info.update(strategy=strategy, seconds_to_healthy=round(self.clock() - started, 2))
+            info = self._recreate(compose, service, overrides, deadline, phases)
+        info.update(strategy=strategy, seconds_to_healthy=round(self.clock() - started, 2), phases=phases)
         return info
 
-    def _recreate(self, compose, service, overrides, deadline):
+    def _phase(self, phases, name, since):
+        """Record the seconds a phase of a service took (the deploy summary shows them); returns now."""
+        now = self.clock()
+        phases[name] = round(now - since, 2)
+        return now
+
+    def _recreate(self, compose, service, overrides, deadline, phases):
+        t = self.clock()
         try:
             compose.up([service], overrides)
         except DockerError as exc:
             raise _ServiceUnhealthy(service, f"compose could not start it: {exc}", None, "") from None
         fault_point(f"after-up:{service}")
+        t = self._phase(phases, "start", t)
         current = [c for c in self._containers(service) if c["Id"] not in self.retired]
         failure = self._wait(service, current, deadline)
         if failure:
             raise _ServiceUnhealthy(service, failure.detail, failure.container, "")
+        self._phase(phases, "healthy", t)
         return {"containers": [c["Id"][:12] for c in current]}
 
-    def _roll(self, compose, service, overrides, deadline, replicas):
+    def _roll(self, compose, service, overrides, deadline, replicas, phases):
         """Start ``replicas`` new containers beside the old, all healthy, then switch nginx to all of them."""
+        t = self.clock()
         before = self._containers(service)
         # A stopped container would be started again by compose and counted as a new one.
         self.docker.remove([c["Id"] for c in before if not _running(c)])
@@ -535,6 +546,7 @@ class Deployer:
             self.docker.remove([c["Id"] for c in self._containers(service) if c["Id"] not in old_ids])
             raise _ServiceUnhealthy(service, f"compose could not start it: {exc}", None, "", untouched=True) from None
         fault_point(f"after-up:{service}")
+        t = self._phase(phases, "start", t)
         new = [c for c in self._containers(service) if c["Id"] not in old_ids]
         failure, logs = None, ""
         if len(new) != replicas:
@@ -543,10 +555,12 @@ class Deployer:
         if unhealthy:
             failure, logs = unhealthy.detail, self._logs(unhealthy.container["Id"])
         if not failure:
+            t = self._phase(phases, "healthy", t)
             try:
                 self._switch_nginx(service, new)
             except _SwitchFailed as exc:
                 failure = f"{exc}; nginx still sends traffic to the old containers"
+            self._phase(phases, "switch", t)
         if failure:
             # nginx never left the old containers: remove the new ones and stop here.
             self.docker.remove([c["Id"] for c in new])
@@ -660,12 +674,14 @@ class Deployer:
             "secret_versions": self.secret_versions,
             "snapshot": True,
         }
+        t0 = self.clock()
         key = self.history.begin(record, taken=lambda k: os.path.lexists(self._release_dir(k)))
         directory = self._release_dir(key)
         try:
             self._snapshot(directory, [*files, *env_files])
             fault_point("after-snapshot")
             record.update(self._resolve_images(record))
+            record["prepare_seconds"] = round(self.clock() - t0, 2)
             # The journal: from here on a killed run is found and repaired by the next one.
             self.history.save()
         except Exception as exc:  # noqa: BLE001 - any failure here refuses the attempt, changing nothing
@@ -726,7 +742,8 @@ class Deployer:
                 info = self._apply_service(compose, name, [self._override(record)], deadline, replicas)
                 applied.append(name)
                 result["services"][name] = self._service_result(info, current, record, name)
-                self.say(f"  {name}: {info['strategy']}, healthy in {info['seconds_to_healthy']}s")
+                said = ", ".join(f"{phase} {seconds}s" for phase, seconds in info["phases"].items())
+                self.say(f"  {name}: {info['strategy']}, healthy in {info['seconds_to_healthy']}s ({said})")
             applying = None
             t_verify = self.clock()
             failure = self._verify(record["order"])
@@ -753,12 +770,18 @@ class Deployer:
         self.history.finish(record["key"], GOOD, make_current=True)
         self.history.save()
         self._collect_garbage()
-        result["durations"].update(pull=record["pull_seconds"], total=round(self.clock() - t0, 2))
+        result["durations"].update(
+            prepare=record["prepare_seconds"], pull=record["pull_seconds"], total=round(self.clock() - t0, 2)
+        )
         result["attempt"] = record["attempt"]
         if self.prune_images:
             result["pruned_images"] = self._prune()
         self._audit("deploy", record["key"], "deployed", result["durations"]["total"])
-        self.say(f"release {record['key']} deployed in {result['durations']['total']}s")
+        d = result["durations"]
+        self.say(
+            f"release {record['key']} deployed in {d['total']}s (prepare {d['prepare']}s of which pull {d['pull']}s,"
+            f" verify {d.get('verify', 0)}s)"
+        )
         return result
 
     def _fail(self, record, current, touched, failure, result, t0):

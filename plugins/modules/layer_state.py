@@ -60,6 +60,7 @@ attributes:
     description: O(state=checked) runs as usual; O(state=recorded) says whether it would write.
   diff_mode:
     support: none
+    description: The states are digests, not text worth a diff.
   idempotent:
     support: full
     description: Recording the same state again reports no change.

@@ -154,7 +154,8 @@ class App:
         return params
 
     def run(self, release, check_mode=False, **kw):
-        clock = lambda: self.now[0]  # noqa: E731
+        def clock():
+            return self.now[0]
 
         def sleep(seconds):
             self.now[0] += seconds
