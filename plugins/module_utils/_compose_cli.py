@@ -14,6 +14,8 @@ import re
 
 # How docker reports a container that no longer exists (CLI 20.10 to 28).
 _MISSING_RE = re.compile(r"No such (object|container)")
+# ... and one that another docker rm (a background stop) is removing right now.
+_GONE_RE = re.compile(r"No such (object|container)|removal of container \S+ is already in progress")
 
 
 class DockerError(Exception):
@@ -82,8 +84,14 @@ class Docker:
         return (out + err).strip() if rc == 0 else ""
 
     def remove(self, ids):
-        if ids:
-            self.call("docker rm", ["rm", "-f", *ids])
+        """``docker rm -f``; a container already gone, or being removed (a background stop), is not an error."""
+        if not ids:
+            return
+        argv = [self.docker, "rm", "-f", *ids]
+        rc, _out, err = self._run(argv)
+        errors = [line for line in (err or "").splitlines() if line.strip()]
+        if rc != 0 and (not errors or not all(_GONE_RE.search(line) for line in errors)):
+            raise DockerError("docker rm", argv, rc, err)
 
     def stop_in_background(self, ids, timeout):
         """Stop and remove containers without waiting: their stop timeout stays off the deploy's path."""

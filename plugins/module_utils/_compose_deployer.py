@@ -32,6 +32,7 @@ every service for ``verify_seconds``. A failure in the roll-out restores the pre
 import datetime
 import json
 import os
+import pwd
 import shutil
 import signal
 import time
@@ -958,7 +959,7 @@ class Deployer:
         for name in record.get("services") or {}:
             serving = self._serving(name)
             if serving:
-                keep = {c["Id"] for c in serving}
+                keep = {c["Id"] for c in serving} | self.retired
                 self.docker.remove([c["Id"] for c in self._containers(name) if c["Id"] not in keep])
 
     # ---------------------------------------------------------- bookkeeping
@@ -1079,4 +1080,7 @@ def _user():
     for var in ("SUDO_USER", "USER", "LOGNAME"):
         if os.environ.get(var):
             return os.environ[var]
-    return str(os.getuid())
+    try:
+        return pwd.getpwuid(os.getuid()).pw_name
+    except KeyError:
+        return str(os.getuid())

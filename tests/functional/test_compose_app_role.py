@@ -47,6 +47,8 @@ def test_a_static_env_deploys_without_boto3_on_the_host(ansible_playbook, app, a
         "compose_app_images": {"api": f"{app_images}:v1"},
         "compose_app_env": {"APP_VERSION": "static-one"},
         "compose_app_pull": "never",
+        # The demo app's images are shared with the other tests of this run: prune none of them.
+        "compose_app_prune_images": False,
         "compose_app_verify_seconds": 1,
         "app_port": app["port"],
     }

@@ -49,3 +49,15 @@ def test_inspect_of_nothing_runs_nothing():
     run = fake_run(0, "", "")
     assert Docker(run).inspect_containers([]) == []
     assert run.calls == []
+
+
+def test_remove_accepts_containers_gone_or_being_removed_by_a_background_stop():
+    err = (
+        "Error response from daemon: removal of container 57f8864dfec4 is already in progress\n"
+        "Error response from daemon: No such container: af1545dfeb87\n"
+    )
+    run = fake_run(1, "", err)
+    Docker(run).remove(["57f8864dfec4", "af1545dfeb87"])
+    assert run.calls == [["docker", "rm", "-f", "57f8864dfec4", "af1545dfeb87"]]
+    with pytest.raises(DockerError, match=r"docker rm failed \(exit 1\)"):
+        Docker(fake_run(1, "", "Error response from daemon: permission denied\n")).remove(["a"])
