@@ -12,7 +12,7 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer imp
     rolling_conflicts,
     topological_order,
 )
-from fake_docker import FakeDocker
+from ansible_collections.ec2ops.stack.tests.unit.plugins.module_utils.fake_docker import FakeDocker
 
 
 def test_topological_order_puts_dependencies_first():
