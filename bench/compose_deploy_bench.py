@@ -40,7 +40,7 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deployer imp
     Deployer,
     DeployFailed,
 )
-from deploy_rig import Load, PrivateNginx, build_demo_variant, free_port  # noqa: E402
+from deploy_rig import PrivateNginx, build_demo_variant, free_port, under_load  # noqa: E402
 
 IMAGE = "ec2ops-test/bench-app"
 COMPOSE = """
@@ -75,19 +75,6 @@ def build_images():
 def run(argv):
     rc = subprocess.run(argv, capture_output=True, text=True, check=False)
     return rc.returncode, rc.stdout, rc.stderr
-
-
-def under_load(nginx, rate, action, new_version, settle=0.0):
-    load = Load(nginx.port, rate)
-    load.start()
-    time.sleep(1)
-    t0 = time.monotonic()
-    outcome = action()
-    wall = time.monotonic() - t0
-    time.sleep(1 + settle)
-    load.stop()
-    seen = load.first_seen.get(new_version)
-    return dict(load.summary(), wall=wall, outcome=outcome, new_serves=None if seen is None else seen - t0)
 
 
 def main():
@@ -132,8 +119,8 @@ def main():
 
             return action
 
-        rows.append(("(a) rolling v1 -> v2", under_load(nginx, args.rate, deploy("v2"), "v2")))
-        rows.append(("(b) rolling v2 -> v3, fails", under_load(nginx, args.rate, deploy("v3"), "v3")))
+        rows.append(("(a) rolling v1 -> v2", under_load(nginx.port, args.rate, deploy("v2"), "v2")))
+        rows.append(("(b) rolling v2 -> v3, fails", under_load(nginx.port, args.rate, deploy("v3"), "v3")))
 
         # (d) the same rolling deploy of a service with three replicas, behind its own nginx.
         replicas_dir = pathlib.Path(workdir) / "replicas"
@@ -149,7 +136,7 @@ def main():
         rows.append(
             (
                 "(d) rolling v1 -> v2, 3 replicas",
-                under_load(replicas_nginx, args.rate, deploy("v2", replicas_params), "v2"),
+                under_load(replicas_nginx.port, args.rate, deploy("v2", replicas_params), "v2"),
             )
         )
         rows[-1][1]["outcome"] += f"; upstream lists {len(replicas_nginx.servers())} servers"
@@ -170,7 +157,7 @@ def main():
             return "compose up -d returned"
 
         # Keep the load on until the new container has booted, to count every failed request.
-        rows.append(("(c) baseline: compose up -d", under_load(nginx, args.rate, baseline, "v2", settle=8)))
+        rows.append(("(c) baseline: compose up -d", under_load(nginx.port, args.rate, baseline, "v2", settle=8)))
         sh(*compose, "down", "-t", "0", check=False)
     finally:
         for server in nginxes:

@@ -33,7 +33,7 @@ import time
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests" / "functional"))
 
-from deploy_rig import Load  # noqa: E402
+from deploy_rig import under_load  # noqa: E402
 
 DEMO = {
     "EC2OPS_DEMO_NAME": "ec2ops-speed",
@@ -139,19 +139,8 @@ def seed_deploy(e, registry, tag):
 
 
 def measure(port, host, rate, action, new_version, settle):
-    load = Load(port, rate, host_header=host)
-    load.start()
-    time.sleep(1)
-    t0 = time.monotonic()
-    outcome = action()
-    wall = time.monotonic() - t0
-    deadline = time.monotonic() + settle
-    while new_version not in load.first_seen and time.monotonic() < deadline:
-        time.sleep(0.2)
-    time.sleep(1)
-    load.stop()
-    seen = load.first_seen.get(new_version)
-    return dict(load.summary(), wall=wall, outcome=outcome, served=None if seen is None else seen - t0)
+    """The action under load, the load kept on until the new release answered (at most ``settle`` s)."""
+    return under_load(port, rate, action, new_version, settle=settle, host_header=host, until_new=True)
 
 
 def main():
@@ -209,8 +198,9 @@ def report(rows, rate):
         f" {'p99 ms':>7}  outcome"
     )
     for label, r in rows:
-        served = "never" if r["served"] is None else f"{r['served']:.1f}"
-        ratio = "-" if r["served"] is None or seed["served"] is None else f"{r['served'] / seed['served']:.2f}"
+        served = "never" if r["new_serves"] is None else f"{r['new_serves']:.1f}"
+        known = r["new_serves"] is not None and seed["new_serves"] is not None
+        ratio = f"{r['new_serves'] / seed['new_serves']:.2f}" if known else "-"
         print(
             f"{label:36} {r['wall']:7.1f} {r['wall'] / seed['wall']:6.2f} {served:>8} {ratio:>6} {r['requests']:8d}"
             f" {r['failed']:6d} {r['p99_ms']:7.1f}  {r['outcome']}"

@@ -7,6 +7,7 @@ Shared by the functional compose_deploy tests and bench/compose_deploy_bench.py:
   one upstream, and the nginx role's real switch script (ec2ops-nginx-upstream, rendered from
   roles/nginx/templates) bound to this instance; ``start(server)``, ``servers()``, ``stop()``.
 * ``build_demo_variant(tag, env)``: ``FROM ec2ops-test/demo-app:bookworm`` with ``ENV env``, tagged.
+* ``under_load(port, rate, action, new_version, ...)``: run a deploy under that load and summarise.
 * ``Load(port, rate)``: keep-alive clients at ``rate`` requests/s until ``stop()``; counts
   failures, latency and when each app version first answered. Traffic goes to 127.0.0.1 only.
 """
@@ -221,3 +222,29 @@ class Load:
             "p99_ms": q[98] * 1000,
             "retries": self.retries,
         }
+
+
+def under_load(port, rate, action, new_version, settle=0.0, host_header=None, until_new=False):
+    """Run ``action()`` under a ``Load`` that starts 1 s before it and stops after it.
+
+    The load goes on ``settle`` more seconds (plus one), or with ``until_new`` until
+    ``new_version`` first answered (at most ``settle`` seconds, then one more). Returns the load's
+    summary with ``wall`` (seconds ``action`` took), ``outcome`` (what it returned) and
+    ``new_serves`` (seconds from its start until ``new_version`` first answered, or None).
+    """
+    load = Load(port, rate, host_header=host_header)
+    load.start()
+    time.sleep(1)
+    t0 = time.monotonic()
+    outcome = action()
+    wall = time.monotonic() - t0
+    if until_new:
+        deadline = time.monotonic() + settle
+        while new_version not in load.first_seen and time.monotonic() < deadline:
+            time.sleep(0.2)
+        time.sleep(1)
+    else:
+        time.sleep(1 + settle)
+    load.stop()
+    seen = load.first_seen.get(new_version)
+    return dict(load.summary(), wall=wall, outcome=outcome, new_serves=None if seen is None else seen - t0)
