@@ -261,10 +261,13 @@ class Deployer:
         """Every value of these env files is masked in whatever this run reports."""
         for path in paths:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    self._secrets.update(maskable_values(parse_dotenv(handle.read(), strict=False).values()))
+                self._secrets.update(maskable_values(_read_env(path).values()))
             except (OSError, UnicodeDecodeError, DotenvError):
                 continue
+
+    def _learn_record_secrets(self, record):
+        """The values of a release's snapshotted env files are masked too."""
+        self._learn_secrets(os.path.join(self._files_dir(record), n) for n in record["env_files"])
 
     def _files(self):
         """The release's compose and env file names (relative), each checked to exist in source_dir."""
@@ -288,6 +291,10 @@ class Deployer:
 
     def _release_dir(self, key):
         return os.path.join(self.state_dir, "releases", key)
+
+    def _files_dir(self, record):
+        """Where a release's compose and env files are kept."""
+        return os.path.join(self._release_dir(record["key"]), "files")
 
     def _compose(self, files, env_files, base=None):
         """Compose for the project; ``base`` is where the files are read (project_dir by default)."""
@@ -349,7 +356,7 @@ class Deployer:
 
     def _install_files(self, record):
         """Put a record's compose and env files into project_dir (owner and mode kept where a file exists)."""
-        directory = os.path.join(self._release_dir(record["key"]), "files")
+        directory = self._files_dir(record)
         for name in [*record["files"], *record["env_files"]]:
             with open(os.path.join(directory, name), "rb") as handle:
                 data = handle.read()
@@ -375,8 +382,7 @@ class Deployer:
         values = {}
         for path in self._env_paths:
             try:
-                with open(path, encoding="utf-8") as handle:
-                    values.update(parse_dotenv(handle.read(), strict=False))
+                values.update(_read_env(path))
             except (OSError, UnicodeDecodeError, DotenvError) as exc:
                 name = os.path.basename(path)
                 raise HealthSpecError(f"cannot read the env file {name} for the health headers: {exc}") from None
@@ -623,9 +629,7 @@ class Deployer:
         self._learn_secrets(os.path.join(self.source_dir, n) for n in env_files)
         current = self.history.current_record()
         if current:
-            self._learn_secrets(
-                os.path.join(self._release_dir(current["key"]), "files", n) for n in current["env_files"]
-            )
+            self._learn_record_secrets(current)
         digest = content_digest([(n, _read(os.path.join(self.source_dir, n))) for n in names])
         release = self.release_opt or default_release_id(self.images, digest)
         validate_release_id(release)
@@ -699,9 +703,7 @@ class Deployer:
 
     def _resolve_images(self, record):
         """Check the attempt's files with compose, pull, and pin every image: ``{order, services, pull}``."""
-        compose = self._compose(
-            record["files"], record["env_files"], os.path.join(self._release_dir(record["key"]), "files")
-        )
+        compose = self._compose(record["files"], record["env_files"], self._files_dir(record))
         own = compose.config().get("services") or {}
         self._names.update(own)
         unknown = sorted(set(self.images) - set(own)) + sorted(set(self.services_opts) - set(own))
@@ -862,8 +864,7 @@ class Deployer:
     def _restore(self, record, services=None):
         """Bring ``services`` (default: all) back to ``record`` behind the health gate."""
         self._install_files(record)
-        files_dir = os.path.join(self._release_dir(record["key"]), "files")
-        self._learn_secrets(os.path.join(files_dir, n) for n in record["env_files"])
+        self._learn_record_secrets(record)
         compose = self._record_compose(record)
         override = self._override(record)
         config = compose.config([override]).get("services") or {}
@@ -1057,6 +1058,12 @@ def _mask_tree(value, secrets):
 def _read(path):
     with open(path, "rb") as handle:
         return handle.read()
+
+
+def _read_env(path):
+    """The variables of an env file (lenient: as Compose reads it)."""
+    with open(path, encoding="utf-8") as handle:
+        return parse_dotenv(handle.read(), strict=False)
 
 
 def _container_ip(container):
