@@ -9,6 +9,8 @@ Docker engine, reached over real SSH), under the same bounded load through the i
               shipped settings: layers that did not change are skipped (the release goes first)
   full        the same with -e ec2ops_full_converge=true: every layer converges first, as every run
               did before layer fingerprints (the "before" of issue 14, measured in the same run)
+  verify 0 s  the release-first run without compose_deploy's verify window, which the seed does not
+              have: what the window costs
 
 The app is the demo app built with BOOT_DELAY=5 (boots in 5 s) and IGNORE_SIGTERM=1 (docker stop
 waits its 10 s timeout), as in the compose_deploy benchmark. It prints, per method, the wall time,
@@ -43,7 +45,7 @@ DEMO = {
     "EC2OPS_DEMO_REGISTRY_PORT": "5021",
     "EC2OPS_DEMO_MOTO_PORT": "5022",
 }
-TAGS = ("b1", "b2", "b3", "b4")
+TAGS = ("b1", "b2", "b3", "b4", "b5")
 SEED_COMPOSE = """services:
   gateway:
     image: {registry}/ticketing/gateway-service:{tag}
@@ -182,6 +184,13 @@ def main():
                 measure(port, "localhost", args.rate, run_playbook("b3", "-e", "ec2ops_full_converge=true"), "b3", 30),
             ),
             ("deploy.yml (release first), again", measure(port, "localhost", args.rate, run_playbook("b4"), "b4", 30)),
+            # What the verify window costs: the seed has none (the shipped local inventory watches 5 s).
+            (
+                "deploy.yml (release first), verify 0 s",
+                measure(
+                    port, "localhost", args.rate, run_playbook("b5", "-e", "compose_app_verify_seconds=0"), "b5", 30
+                ),
+            ),
         ]
     finally:
         if not args.keep:

@@ -19,8 +19,15 @@ author:
   - ec2ops.stack maintainers (@ec2ops)
 options:
   _terms:
-    description: Role names of this collection (V(host), V(docker), V(nginx), V(kafka)).
+    description: Role names of this collection (V(host), V(docker), V(nginx), V(kafka), V(compose_app)).
     required: true
+    type: list
+    elements: str
+  only:
+    description:
+      - Only these variables, instead of every variable with the role's prefix. For the part of a role that
+        must not change with every run (compose_app's host set-up, not its release).
+      - A variable not set where the lookup runs counts as unset.
     type: list
     elements: str
 """
@@ -29,6 +36,10 @@ EXAMPLES = r"""
 - name: Fingerprint the nginx layer
   ansible.builtin.debug:
     msg: "{{ lookup('ec2ops.stack.layer_fingerprint', 'nginx') }}"
+
+- name: Fingerprint what compose_app sets up on the host, whatever the release
+  ansible.builtin.debug:
+    msg: "{{ lookup('ec2ops.stack.layer_fingerprint', 'compose_app', only=['compose_app_dir', 'compose_app_owner']) }}"
 """
 
 RETURN = r"""
@@ -70,6 +81,9 @@ def fingerprint(role, code_digest, values):
 class LookupModule(LookupBase):
     def run(self, terms, variables=None, **kwargs):
         variables = variables or {}
+        only = kwargs.pop("only", None)
+        if kwargs or not (only is None or isinstance(only, list)):
+            raise AnsibleError(f"layer_fingerprint takes role names and only=[variable names], not {sorted(kwargs)}")
         plugins = tree_digest(os.path.join(COLLECTION_ROOT, "plugins"))
         results = []
         for role in terms:
@@ -77,7 +91,8 @@ class LookupModule(LookupBase):
             if not os.path.isdir(role_dir):
                 raise AnsibleError(f"layer_fingerprint: {role!r} is not a role of ec2ops.stack ({role_dir})")
             prefix = role + "_"
-            values = {name: self._value(variables[name]) for name in variables if name.startswith(prefix)}
+            names = only if only is not None else [name for name in variables if name.startswith(prefix)]
+            values = {name: self._value(variables[name]) if name in variables else None for name in names}
             results.append(fingerprint(role, tree_digest(role_dir) + plugins, values))
         return results
 

@@ -51,6 +51,16 @@ def path_digest(path, exclude=()):
     return "dir:" + digest.hexdigest()
 
 
+def directory_digest(path):
+    """What is at ``path`` as a directory the layer owns: its owner and mode, not what it holds."""
+    if not os.path.lexists(path):
+        return "missing"
+    if os.path.islink(path) or not os.path.isdir(path):
+        return "not a directory"
+    stat = os.stat(path)
+    return f"dir:{stat.st_mode & 0o7777:o}:{stat.st_uid}:{stat.st_gid}"
+
+
 def _file_digest(path):
     stat = os.stat(path)
     mode = f"{stat.st_mode & 0o7777:o}:{stat.st_uid}:{stat.st_gid}"
@@ -84,13 +94,18 @@ def read_state(directory, layer):
     return data if isinstance(data, dict) and data.get("format") == STATE_FORMAT else None
 
 
-def record(directory, layer, fingerprint, paths, services, exclude=(), write=True):
-    """Write a layer's state after it converged (``write`` false: only tell); True when the file changes."""
+def record(directory, layer, fingerprint, paths, services, exclude=(), write=True, directories=()):
+    """Write a layer's state after it converged (``write`` false: only tell); True when the file changes.
+
+    ``paths`` are digested with what they hold; ``directories`` only as directories (owner and mode),
+    for a directory whose content is somebody else's (an app's project directory, rewritten by each release).
+    """
     data = {
         "format": STATE_FORMAT,
         "fingerprint": fingerprint,
         "exclude": sorted(exclude),
         "paths": manifest(paths, exclude),
+        "directories": {path: directory_digest(path) for path in sorted(set(directories))},
         "services": sorted(set(services)),
     }
     text = (json.dumps(data, indent=2, sort_keys=True) + "\n").encode()
@@ -117,6 +132,9 @@ def stale_reason(state, fingerprint, service_active):
     exclude = state.get("exclude") or ()
     for path, recorded in sorted((state.get("paths") or {}).items()):
         if path_digest(path, exclude) != recorded:
+            return f"{path} changed on the host"
+    for path, recorded in sorted((state.get("directories") or {}).items()):
+        if directory_digest(path) != recorded:
             return f"{path} changed on the host"
     for service in state.get("services") or []:
         if not service_active(service):

@@ -39,6 +39,13 @@ options:
     type: list
     elements: path
     default: []
+  directories:
+    description:
+      - With O(state=recorded), directories the layer creates whose content belongs to something else (an app's
+        project directory, rewritten by every release); only their existence, owner and mode are recorded.
+    type: list
+    elements: path
+    default: []
   exclude:
     description: With O(state=recorded), glob patterns (relative to a directory in O(paths)) left out of its digest,
       for files something else rewrites (nginx upstream files switched by compose_deploy).
@@ -110,6 +117,7 @@ def main():
             layer=dict(type="str"),
             fingerprint=dict(type="str"),
             paths=dict(type="list", elements="path", default=[]),
+            directories=dict(type="list", elements="path", default=[]),
             exclude=dict(type="list", elements="str", default=[]),
             services=dict(type="list", elements="str", default=[]),
             directory=dict(type="path", default="/var/lib/ec2ops/layers"),
@@ -131,7 +139,14 @@ def main():
             converged, stale = check(p["directory"], p["layers"], service_active)
             module.exit_json(changed=False, converged=converged, stale=stale)
         changed = record(
-            p["directory"], p["layer"], p["fingerprint"], p["paths"], p["services"], p["exclude"], not module.check_mode
+            p["directory"],
+            p["layer"],
+            p["fingerprint"],
+            p["paths"],
+            p["services"],
+            p["exclude"],
+            write=not module.check_mode,
+            directories=p["directories"],
         )
     except (LayerStateError, OSError) as exc:
         module.fail_json(msg=str(exc))

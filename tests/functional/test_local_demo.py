@@ -215,12 +215,19 @@ def test_a_release_run_skips_unchanged_layers_and_puts_drift_back(up):
     assert converging["nginx"] == "its role, its variables or the collection changed"
     assert "live-restore" in up.instance("cat", "/etc/docker/daemon.json").stdout
     assert "client_max_body_size 7m;" in up.instance("cat", nginx_conf).stdout
-    # The next release run puts nginx back to the inventory's settings and skips the rest.
+    # The app's own host set-up (directories, venv, upstream sync) had nothing to do either.
+    assert "TASK [ec2ops.stack.compose_app : Install the upstream sync unit]" not in run.stdout
+    # The next release run puts nginx back to the inventory's settings and skips the rest; the app's
+    # set-up runs again because its upstream sync was stopped on the host, and starts it again.
+    sync = "ec2ops-upstream-sync-ticketing.service"
+    assert up.instance("systemctl", "stop", sync).returncode == 0
     run = up.run("ansible-playbook", "deploy.yml", "-i", "inventories/local", "-e", "compose_app_release=v2", env=env)
     assert run.returncode == 0, run.stdout[-4000:]
     skipped, converging = _layers_said(run.stdout)
     assert (skipped, list(converging)) == (["docker", "host"], ["nginx"])
     assert "client_max_body_size 7m;" not in up.instance("cat", nginx_conf).stdout
+    assert "TASK [ec2ops.stack.compose_app : Install the upstream sync unit]" in run.stdout
+    assert up.instance("systemctl", "is-active", sync).stdout.strip() == "active"
     assert up.get("/")[1]["version"] == "v2"
 
 

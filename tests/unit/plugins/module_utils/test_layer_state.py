@@ -103,3 +103,25 @@ def test_path_digest_of_missing_files_links_and_big_files(tmp_path):
 def test_check_mode_record_tells_without_writing(layer):
     assert record(layer["states"], "nginx", "f1", [], [], write=False) is True
     assert not os.path.exists(layer["states"])
+
+
+def test_directories_are_checked_for_owner_and_mode_not_content(tmp_path):
+    """A project directory whose content changes with each release: only the directory itself is the layer's."""
+    project = tmp_path / "app"
+    project.mkdir(mode=0o700)
+    os.chmod(project, 0o700)
+    states = str(tmp_path / "states")
+
+    def always(name):
+        return bool(name)
+
+    assert record(states, "compose_app_shop", "f1", [], [], directories=[str(project)]) is True
+    (project / "docker-compose.yml").write_text("services: {}\n")  # a release's files
+    assert check(states, {"compose_app_shop": "f1"}, always) == (["compose_app_shop"], {})
+    os.chmod(project, 0o755)  # noqa: S103 (the drift the check must see)
+    assert "app changed on the host" in check(states, {"compose_app_shop": "f1"}, always)[1]["compose_app_shop"]
+    os.chmod(project, 0o700)
+    os.rename(project, tmp_path / "moved")
+    assert "app changed on the host" in check(states, {"compose_app_shop": "f1"}, always)[1]["compose_app_shop"]
+    (tmp_path / "moved").rename(project)
+    assert check(states, {"compose_app_shop": "f1"}, always)[0] == ["compose_app_shop"]
