@@ -44,6 +44,15 @@ stage_pytest() {
 }
 # Minutes each scenario took in CI (unloaded machine), to balance the lanes; others count 5.
 declare -A MOLECULE_MINUTES=([nginx]=8 [compose_app]=7 [judge0]=7 [host]=4 [kafka]=4 [docker]=3)
+# The last task of an Ansible log that failed and was not ignored, with up to 25 lines of its message.
+last_failure() { # log
+  sed 's/\x1b\[[0-9;]*m//g; s/^ *│ \{0,1\}//' "$1" | awk '
+    /^(TASK|RUNNING HANDLER) \[/ { if (block != "") keep = block; block = ""; collecting = 0; task = $0; next }
+    /\.\.\.ignoring/ { block = ""; collecting = 0; next }
+    /fatal: \[|failed: \[|FAILED! =>|^CRITICAL / && !collecting { block = task "\n" $0; collecting = 1; n = 1; next }
+    collecting && n < 25 { block = block "\n" $0; n++ }
+    END { if (block != "") keep = block; print keep }'
+}
 molecule_lane() { # lane-number net scenario... : run the scenarios one after another
   local lane=$1 net=$2 s rc=0
   shift 2
@@ -91,11 +100,18 @@ stage_molecule() {
     cat "$MOLECULE_LOGS/$s.log" 2>/dev/null
   done
   for s in "${scenarios[@]}"; do printf '  molecule %-12s %s\n' "$s" "$(cat "$MOLECULE_LOGS/$s.result" 2>/dev/null || echo 'did not run')"; done
+  # CI keeps only the end of the output: say there which task failed, with its message.
+  for s in "${scenarios[@]}"; do
+    [ "$(cat "$MOLECULE_LOGS/$s.result" 2>/dev/null)" = FAILED ] || continue
+    { echo "molecule $s: the last failed task (full log above)"; last_failure "$MOLECULE_LOGS/$s.log"; } >>"$WHY_FAILED"
+  done
   return "$rc"
 }
 
 declare -a summary
 passed=0 failed=0
+WHY_FAILED="$ROOT/tests/output/why-failed.txt"
+mkdir -p "$ROOT/tests/output" && : >"$WHY_FAILED"
 for s in "${stages[@]}"; do
   declare -F "stage_$s" >/dev/null || die "unknown stage '$s' (setup lint sanity units pytest molecule)"
   log "stage: $s"
@@ -106,6 +122,10 @@ for s in "${stages[@]}"; do
   [ "$s" = setup ] && [ "$r" = FAILED ] && break
 done
 echo
+if [ -s "$WHY_FAILED" ]; then
+  echo "== why =="
+  cat "$WHY_FAILED"
+fi
 echo "== ec2ops.stack test summary =="
 printf '%s\n' "${summary[@]}"
 echo "stages: $passed passed, $failed failed"
