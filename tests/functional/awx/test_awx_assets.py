@@ -21,6 +21,7 @@ import sys
 
 import pytest
 import yaml
+from ansible_collections.ec2ops.stack.plugins.module_utils._judge0_version import gate
 
 ROOT = pathlib.Path(__file__).resolve().parents[3]
 AWX = ROOT / "awx"
@@ -276,7 +277,11 @@ def test_provision_and_judge0_surveys():
     assert provision["ec2_provision_judge0_count"]["type"] == "integer"
     role_defaults = load_yaml(ROOT / "roles" / "ec2_provision" / "defaults" / "main.yml")
     assert set(provision) <= set(role_defaults), "survey variables must be the role's"
-    assert questions("judge0")["judge0_version"]["required"] is True
+    version = questions("judge0")["judge0_version"]
+    assert version["required"] is True
+    # Issue 15: a choice list of versions the role's gate accepts, not free text ("1.13.0-extra" passed once).
+    assert version["type"] == "multiplechoice" and version["default"] in version["choices"]
+    assert [gate("", choice)["verdict"] for choice in version["choices"]] == ["ok"] * len(version["choices"])
 
 
 SECRET_PATTERNS = [
