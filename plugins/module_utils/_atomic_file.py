@@ -9,7 +9,15 @@ its final owner, group and mode *before* any content is written (a secret is
 never readable with looser permissions, not even for a moment), writes and
 fsyncs it, renames it over the destination and fsyncs the directory.  If
 anything fails the temporary file is removed and the destination is left
-exactly as it was.
+exactly as it was.  The rename replaces whatever the destination's name is,
+a symbolic link included, and never writes through it.
+
+Root writes into directories another user may own (an app's project
+directory, owned by ``compose_app_owner``); that user could plant a symbolic
+link where root is about to write, pointing at any file root may change.
+``refuse_link`` and ``private_directory`` refuse such a path with a message
+that names it and the fix; ``read_current`` and ``set_attributes`` never
+follow a link (``O_NOFOLLOW``).
 """
 
 import contextlib
@@ -25,6 +33,47 @@ _OCTAL_MODE_RE = re.compile(r"0?[0-7]{3,4}\Z|0o[0-7]{3,4}\Z")
 
 class FileAttributeError(ValueError):
     """An owner, group or mode that cannot be used."""
+
+
+class UnsafePathError(OSError):
+    """A path root must not write through: a symbolic link, or a directory another user controls."""
+
+
+def refuse_link(path, what):
+    """Raise UnsafePathError when ``path`` is a symbolic link (``what`` names the option or file)."""
+    if os.path.islink(path):
+        raise UnsafePathError(
+            f"{what} {path} is a symbolic link (to {os.readlink(path)}): refusing to write through it, since whoever "
+            "can write its directory could point it at any file root may change. Remove the link, or point the "
+            "option at the real file."
+        )
+
+
+def private_directory(path, what):
+    """Make ``path`` a directory of this process's user alone (0700): created when missing, its mode tightened.
+
+    A symbolic link, something that is not a directory, or a directory of another user is refused
+    (UnsafePathError naming ``what`` and the fix): that user could change what root reads and writes there.
+    """
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    refuse_link(path, what)
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW)
+    except OSError as exc:
+        raise UnsafePathError(f"{what} {path} is not a directory ({exc.strerror}): remove it") from None
+    try:
+        info = os.fstat(fd)
+        if info.st_uid != os.geteuid():
+            raise UnsafePathError(
+                f"{what} {path} belongs to uid {info.st_uid}, not to uid {os.geteuid()} that runs this: another user "
+                f"could change what is kept there. Give it back (chown -R {os.geteuid()} {path}) or remove it."
+            )
+        if stat.S_IMODE(info.st_mode) != 0o700:
+            os.fchmod(fd, 0o700)
+    finally:
+        os.close(fd)
 
 
 def parse_mode(mode):
@@ -65,12 +114,16 @@ def resolve_gid(group):
 
 
 def read_current(path):
-    """``(content bytes, os.stat_result)`` of ``path``, or ``(None, None)`` when it does not exist."""
+    """``(content bytes, os.stat_result)`` of ``path``, or ``(None, None)`` when it does not exist.
+
+    A symbolic link is not followed (ELOOP, an OSError).
+    """
     try:
-        with open(path, "rb") as handle:
-            return handle.read(), os.fstat(handle.fileno())
+        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         return None, None
+    with os.fdopen(fd, "rb") as handle:
+        return handle.read(), os.fstat(handle.fileno())
 
 
 def target_ownership(current_stat, uid, gid):
@@ -98,10 +151,14 @@ def attribute_differences(current_stat, mode, uid, gid):
 
 
 def set_attributes(path, mode, uid, gid):
-    """Fix owner, group and mode of an existing file in place (its content is already right)."""
-    if uid not in (None, -1) or gid not in (None, -1):
-        os.chown(path, -1 if uid is None else uid, -1 if gid is None else gid, follow_symlinks=False)
-    os.chmod(path, mode)
+    """Fix owner, group and mode of an existing file in place (its content is already right); never through a link."""
+    fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    try:
+        if uid not in (None, -1) or gid not in (None, -1):
+            os.fchown(fd, -1 if uid is None else uid, -1 if gid is None else gid)
+        os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
 
 
 def write_atomic(path, data, mode, uid=-1, gid=-1):

@@ -37,7 +37,12 @@ import shutil
 import signal
 import time
 
-from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import target_ownership, write_atomic
+from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import (
+    UnsafePathError,
+    private_directory,
+    target_ownership,
+    write_atomic,
+)
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Compose, DockerError
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deploy_spec import OptionsError, check_params
 from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
@@ -191,6 +196,11 @@ class Deployer:
             if check_mode:
                 self.history = self._load_history()
                 return self._finish(self._act(True))
+            try:
+                # Root's release state, in a project directory its owner may write: a directory of root alone.
+                private_directory(self.state_dir, "the release state directory")
+            except UnsafePathError as exc:
+                raise DeployError(f"{exc} Nothing was changed.") from None
             lock = DeployLock(os.path.join(self.state_dir, "deploy.lock"), self.lock_timeout)
             try:
                 lock.acquire(self._holder())
@@ -977,7 +987,8 @@ class Deployer:
         if failure:
             entry["failure"] = self._mask(failure)
         os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
-        fd = os.open(os.path.join(self.state_dir, "audit.log"), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW
+        fd = os.open(os.path.join(self.state_dir, "audit.log"), flags, 0o600)
         try:
             os.write(fd, (json.dumps(entry, sort_keys=True) + "\n").encode())
         finally:

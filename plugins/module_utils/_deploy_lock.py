@@ -9,6 +9,7 @@ dies, so a killed deploy never leaves a stale lock. The holder writes who it is 
 pid, release, start time) into the file, and a refused deploy names it.
 """
 
+import errno
 import fcntl
 import json
 import os
@@ -45,7 +46,15 @@ class DeployLock:
 
     def acquire(self, holder):
         os.makedirs(os.path.dirname(self.path), mode=0o700, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            # Never through a link someone planted: O_CREAT would create or truncate where it points.
+            fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o600)
+        except OSError as exc:
+            if exc.errno == errno.ELOOP:
+                raise OSError(
+                    exc.errno, f"{self.path} is a symbolic link: refusing to lock through it; remove the link"
+                ) from None
+            raise
         start = self._clock()
         while True:
             try:

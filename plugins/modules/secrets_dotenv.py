@@ -120,6 +120,14 @@ options:
   header:
     description: A comment written at the top of the file (each line prefixed with C(# )). Must not be secret.
     type: str
+  follow:
+    description:
+      - Write through O(dest) when it is a symbolic link (to where it points). By default a link is refused,
+        since whoever can write the directory (an app owner other than root) could point it at any file the
+        module may change, such as C(/etc/shadow).
+    type: bool
+    default: false
+    version_added: 0.3.0
 notes:
   - The IAM policy needs C(secretsmanager:GetSecretValue) on the secrets (and C(kms:Decrypt) for customer managed
     keys). Add C(secretsmanager:BatchGetSecretValue) (resource V(*)) for the faster batch path; without it the
@@ -305,9 +313,11 @@ from ansible_collections.amazon.aws.plugins.module_utils.modules import AnsibleA
 from ansible_collections.amazon.aws.plugins.module_utils.retries import AWSRetry
 from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import (
     FileAttributeError,
+    UnsafePathError,
     attribute_differences,
     parse_mode,
     read_current,
+    refuse_link,
     resolve_gid,
     resolve_uid,
     set_attributes,
@@ -389,6 +399,7 @@ def main():
         mode=dict(type="raw", default="0600"),
         backup=dict(type="bool", default=False),
         header=dict(type="str"),
+        follow=dict(type="bool", default=False),
     )
     # boto3 is needed only to fetch secrets: a .env of static values (env alone) works without the AWS SDK.
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True, check_boto3=False)
@@ -401,7 +412,14 @@ def main():
         uid, gid = resolve_uid(params["owner"]), resolve_gid(params["group"])
     except (SecretsEnvError, FileAttributeError) as e:
         module.fail_json(msg=str(e))
-    target = os.path.realpath(dest)
+    if params["follow"]:
+        target = os.path.realpath(dest)
+    else:
+        target = os.path.abspath(dest)
+        try:
+            refuse_link(target, "dest")
+        except UnsafePathError as e:
+            module.fail_json(msg=f"{e} Or set follow=true if the link is yours.")
     if not os.path.isdir(os.path.dirname(target)):
         module.fail_json(msg=f"the directory of {dest} does not exist")
     if os.path.isdir(target):

@@ -15,7 +15,7 @@ HERE = pathlib.Path(__file__).parent / "secrets_dotenv"
 PLAYBOOK = HERE / "render_env.yml"
 TASK = "Write the .env file"
 HARD_CASES = json.loads((HERE / "hard_cases.json").read_text())
-OPTIONS = ("env", "owner", "group", "mode", "backup", "header", "region", "endpoint_url", "aws_config")
+OPTIONS = ("env", "owner", "group", "mode", "backup", "header", "follow", "region", "endpoint_url", "aws_config")
 
 
 @pytest.fixture
@@ -329,3 +329,22 @@ def test_owner_group_mode_and_backup(render, secrets, tmp_path):
     assert pathlib.Path(result["backup_file"]).read_bytes() == old
     st = os.stat(dest)
     assert (st.st_uid, st.st_gid) == (65534, 1)  # a replaced file keeps its owner and group
+
+
+def test_a_dest_planted_as_a_symlink_is_refused_and_its_target_untouched(render, secrets, tmp_path):
+    """Issue 20: an app owner links .env to a file root may write (as /etc/shadow); root must not follow it."""
+    app = secrets.create("app", {"A": "1"})
+    victim = tmp_path.parent / f"{tmp_path.name}-victim"
+    victim.write_text("root:$6$hash:19000:0:99999:7:::\n")
+    victim.chmod(0o640)
+    before = file_state(victim)
+    dest = tmp_path / ".env"
+    dest.symlink_to(victim)
+    for mode in ("0600", "0640"):  # a content change, and an attributes-only change
+        run = render([app], dest=dest, mode=mode, owner="nobody")
+        assert run.rc != 0
+        assert f"dest {dest} is a symbolic link (to {victim})" in run.task(TASK)["msg"]
+        assert file_state(victim) == before and os.stat(victim).st_uid == os.getuid()
+    # Asked for explicitly, a link of one's own is written through.
+    assert render([app], dest=dest, follow=True).rc == 0
+    assert victim.read_text() != before[0].decode() and dest.is_symlink()

@@ -7,9 +7,12 @@ import pytest
 from ansible_collections.ec2ops.stack.plugins.module_utils import _atomic_file
 from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import (
     FileAttributeError,
+    UnsafePathError,
     attribute_differences,
     parse_mode,
+    private_directory,
     read_current,
+    refuse_link,
     resolve_gid,
     resolve_uid,
     set_attributes,
@@ -179,3 +182,35 @@ def test_set_attributes(tmp_path):
     st = dest.stat()
     set_attributes(str(dest), 0o600, st.st_uid, st.st_gid)
     assert stat.S_IMODE(dest.stat().st_mode) == 0o600
+
+
+def test_reads_and_attribute_fixes_never_follow_a_link(tmp_path):
+    victim = tmp_path / "victim"
+    victim.write_bytes(b"secret\n")
+    victim.chmod(0o640)
+    link = tmp_path / "link"
+    link.symlink_to(victim)
+    with pytest.raises(OSError):
+        read_current(str(link))
+    with pytest.raises(OSError):
+        set_attributes(str(link), 0o600, None, None)
+    assert victim.stat().st_mode & 0o777 == 0o640
+    with pytest.raises(UnsafePathError, match="is a symbolic link"):
+        refuse_link(str(link), "dest")
+    refuse_link(str(victim), "dest")  # a plain file is fine
+
+
+def test_a_private_directory_is_made_or_refused(tmp_path):
+    made = tmp_path / "project" / ".ec2ops"
+    private_directory(str(made), "state")
+    assert made.is_dir() and made.stat().st_mode & 0o777 == 0o700
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    planted = tmp_path / "planted"
+    planted.symlink_to(elsewhere)
+    with pytest.raises(UnsafePathError, match=r"state .*planted is a symbolic link"):
+        private_directory(str(planted), "state")
+    a_file = tmp_path / "a-file"
+    a_file.write_text("")
+    with pytest.raises(UnsafePathError, match="is not a directory"):
+        private_directory(str(a_file), "state")

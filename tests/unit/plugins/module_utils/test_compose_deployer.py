@@ -384,3 +384,34 @@ def test_a_crash_looping_container_that_looks_running_fails_the_gate(app):
         a.run("v2", worker="crashloop")
     assert "worker: container restarted 1 time(s) while it was checked (crash loop)" in str(info.value)
     assert a.images("worker") == ["reg/worker:v1"]
+
+
+def test_a_state_directory_planted_as_a_symlink_is_refused_before_anything_is_written(app, tmp_path):
+    """Issue 20: the app owner (who owns the project directory) replaces .ec2ops with a link."""
+    a = app()
+    victim = tmp_path / "victim-dir"
+    victim.mkdir()
+    a.dir.mkdir(exist_ok=True)
+    (a.dir / ".ec2ops").symlink_to(victim)
+    with pytest.raises(DeployError, match=r"\.ec2ops is a symbolic link .*Remove the link"):
+        a.run("v1")
+    assert list(victim.iterdir()) == []
+    assert a.docker.running("app", "api") == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs root to give the directory to another user")
+def test_a_state_directory_of_another_user_is_refused(app):
+    a = app()
+    (a.dir / ".ec2ops").mkdir(mode=0o700, parents=True)
+    os.chown(a.dir / ".ec2ops", 4321, 4321)
+    with pytest.raises(DeployError, match=r"\.ec2ops belongs to uid 4321"):
+        a.run("v1")
+    assert a.docker.running("app", "api") == []
+
+
+def test_a_loose_state_directory_is_made_private(app):
+    a = app()
+    (a.dir / ".ec2ops").mkdir(parents=True)
+    os.chmod(a.dir / ".ec2ops", 0o755)  # noqa: S103 (what the run must tighten)
+    a.run("v1")
+    assert os.stat(a.dir / ".ec2ops").st_mode & 0o777 == 0o700

@@ -61,3 +61,15 @@ def test_a_holder_that_says_nothing_gets_a_grace_period_even_with_timeout_0(tmp_
         DeployLock(str(path), timeout=0, clock=lambda: now[0], sleep=sleep).acquire({"user": "bob"})
     assert info.value.waited == 0
     first.release()
+
+
+def test_a_lock_file_planted_as_a_symlink_is_refused_and_its_target_untouched(tmp_path):
+    """Issue 20: the app owner links deploy.lock to a file root may write; O_CREAT would truncate it."""
+    victim = tmp_path / "victim"
+    victim.write_text("root:secret-hash:19000::::::\n")
+    state = tmp_path / ".ec2ops"
+    state.mkdir()
+    (state / "deploy.lock").symlink_to(victim)
+    with pytest.raises(OSError, match="symbolic link"):
+        DeployLock(str(state / "deploy.lock")).acquire({"user": "alice"})
+    assert victim.read_text() == "root:secret-hash:19000::::::\n"
