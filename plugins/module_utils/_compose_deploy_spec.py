@@ -10,6 +10,8 @@ options, which an argument spec cannot describe, so each entry is checked agains
 types, choices and ranges, with the option named in the error, before anything starts.
 """
 
+import re
+
 from ansible.module_utils.common.arg_spec import ArgumentSpecValidator
 
 DEFAULT_SWITCH_COMMAND = "/usr/local/sbin/ec2ops-nginx-upstream"
@@ -81,6 +83,47 @@ class OptionsError(ValueError):
     """Options that cannot be used; the message names each one and what it takes."""
 
 
+# What the values a user types may hold: each reaches docker/compose argv or a file name, so
+# anything that could be read as a second argument, a path outside the project or a new line is out.
+_PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
+_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}\Z")
+_PROFILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+_UPSTREAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
+_FILE_RE = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_./-]{0,254}\Z")
+
+
+def _check_values(p):
+    """Names, references and paths: each checked against what it may be, the option named."""
+    if p["project_name"] is not None and not _PROJECT_RE.match(p["project_name"]):
+        raise OptionsError(
+            f"project_name {p['project_name']!r} is not a Compose project name: 1-63 lower-case letters, digits, "
+            "'_' and '-', starting with a letter or digit"
+        )
+    for service, image in p["images"].items():
+        if not _SERVICE_RE.match(str(service)):
+            raise OptionsError(f"images: {service!r} is not a service name (letters, digits, '_', '.', '-')")
+        if not isinstance(image, str) or not _IMAGE_RE.match(image):
+            raise OptionsError(
+                f"images.{service}: {image!r} is not an image reference such as registry:5000/team/api:v2 or "
+                "repo/api@sha256:<digest> (no spaces, options or new lines)"
+            )
+    for service in p["services"] or {}:
+        if not _SERVICE_RE.match(str(service)):
+            raise OptionsError(f"services: {service!r} is not a service name (letters, digits, '_', '.', '-')")
+    for option in ("files", "env_files"):
+        for name in p[option] or []:
+            parts = name.split("/")
+            if not _FILE_RE.match(name) or ".." in parts or parts[0] == ".ec2ops":
+                raise OptionsError(
+                    f"{option}: {name!r} must be a file name relative to project_dir, inside it: letters, digits, "
+                    "'_', '.', '-' and '/', no '..' and not in .ec2ops"
+                )
+    for profile in p["profiles"]:
+        if not _PROFILE_RE.match(profile):
+            raise OptionsError(f"profiles: {profile!r} is not a Compose profile name (letters, digits, '_', '.', '-')")
+
+
 def check_params(params):
     """Validate and complete compose_deploy's options (defaults filled in), services included."""
     result = ArgumentSpecValidator(ARGUMENT_SPEC, required_if=REQUIRED_IF).validate(params)
@@ -88,6 +131,7 @@ def check_params(params):
         raise OptionsError("; ".join(result.error_messages))
     checked = result.validated_parameters
     _check_minima(checked, _MINIMA, "")
+    _check_values(checked)
     checked["services"] = check_services(checked["services"])
     return checked
 
@@ -105,6 +149,13 @@ def check_services(services):
         opts = result.validated_parameters
         _check_minima(opts, _SERVICE_MINIMA, where + ".")
         _check_minima(opts["health"], _HEALTH_MINIMA, where + ".health.")
+        if opts["port"] is not None and opts["port"] > 65535:
+            raise OptionsError(f"{where}.port must be a TCP port (1-65535), not {opts['port']}")
+        if opts["nginx_upstream"] and not _UPSTREAM_RE.match(opts["nginx_upstream"]):
+            raise OptionsError(
+                f"{where}.nginx_upstream {opts['nginx_upstream']!r} is not an upstream name of the nginx role "
+                "(letters, digits, '_', '.', '-')"
+            )
         if opts["strategy"] == "rolling" and not (opts["nginx_upstream"] and opts["port"]):
             raise OptionsError(
                 f"{where}: the rolling strategy needs nginx_upstream (the upstream name the nginx role "

@@ -7,8 +7,12 @@ This is a private module_utils (leading underscore): no stable API.
 ``/etc/default/grub`` is a shell fragment that ``update-grub`` / ``grub2-mkconfig`` source. Only
 the last uncommented assignment of the variable counts (the shell's rule), so that is the one
 edited; every other line, comment and the assignment's quoting and trailing comment stay as they
-were. Nothing is rewritten when the arguments are already as asked (idempotent), and when a
-change is needed only the value's argument list is rewritten (single spaces between arguments).
+were, byte for byte: lines are split on "\n" only, so CRLF endings, form feeds or U+2028 in
+comments survive (the assignment's own line keeps its "\r"). Nothing is rewritten when the
+arguments are already as asked (idempotent), and when a change is needed only the value's
+argument list is rewritten (single spaces between arguments). An append to the variable
+(``GRUB_CMDLINE_LINUX+=...``) is refused: editing the assignment alone would leave the append
+in force while saying the arguments are as asked.
 
 Argument rules (``add``): ``key=value`` replaces any ``key`` / ``key=other`` (all occurrences
 collapse into one, at the first one's place); a bare ``key`` is added when missing. ``remove``:
@@ -21,6 +25,7 @@ _ASSIGNMENT_RE = re.compile(r"^(?P<lead>\s*(?:export\s+)?)(?P<name>[A-Za-z_][A-Z
 # Characters a kernel argument may have here: no shell quoting or expansion is needed for them
 # inside double or single quotes.
 _SAFE_ARG_RE = re.compile(r"^[A-Za-z0-9_.,:/=+@%~^-]+$")
+_APPEND_RE = re.compile(r"^\s*(?:export\s+)?(?P<name>[A-Za-z_][A-Za-z0-9_]*)\+=")
 
 
 class GrubCmdlineError(ValueError):
@@ -80,10 +85,24 @@ def _split_value(rest, lineno):
     return "", match.group("inner"), match.group("suffix")
 
 
+def _lines(text):
+    """The file's lines split on "\n" only, each without its "\r" (CRLF), and which had one."""
+    lines = text.split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()
+    return [line[:-1] if line.endswith("\r") else line for line in lines], [line.endswith("\r") for line in lines]
+
+
 def find_assignment(lines, variable):
-    """Index of the last uncommented ``variable=`` line, or None."""
+    """Index of the last uncommented ``variable=`` line, or None; an append (``variable+=``) is refused."""
     found = None
     for index, line in enumerate(lines):
+        append = _APPEND_RE.match(line)
+        if append and append.group("name") == variable:
+            raise GrubCmdlineError(
+                f"line {index + 1} appends to {variable} (+=), which this module does not edit: merge it into "
+                f"the {variable}= assignment by hand, then run again"
+            )
         match = _ASSIGNMENT_RE.match(line)
         if match and match.group("name") == variable:
             found = index
@@ -92,7 +111,7 @@ def find_assignment(lines, variable):
 
 def read_args(text, variable="GRUB_CMDLINE_LINUX"):
     """The arguments the last assignment of ``variable`` sets (``[]`` when there is none)."""
-    lines = text.splitlines()
+    lines = _lines(text)[0]
     index = find_assignment(lines, variable)
     if index is None:
         return []
@@ -112,15 +131,14 @@ def edit(text, add=(), remove=(), variable="GRUB_CMDLINE_LINUX"):
     """Apply ``add``/``remove`` to ``variable`` in the file text ``text``: an EditResult."""
     if not re.match(r"^[A-Za-z_][A-Za-z0-9_]*$", variable or ""):
         raise GrubCmdlineError(f"{variable!r} is not a shell variable name")
-    keep_newline = text.endswith("\n") or text == ""
-    lines = text.splitlines()
+    lines, crlf = _lines(text)
     index = find_assignment(lines, variable)
     if index is None:
         after = apply_args([], add, remove)
         if not after:
             return EditResult(text, False, [], [])
-        new_lines = [*lines, f'{variable}="{" ".join(after)}"']
-        return EditResult("\n".join(new_lines) + "\n", True, [], after)
+        separator = "" if text == "" or text.endswith("\n") else "\n"
+        return EditResult(f'{text}{separator}{variable}="{" ".join(after)}"\n', True, [], after)
     match = _ASSIGNMENT_RE.match(lines[index])
     quote, inner, suffix = _split_value(match.group("rest"), index + 1)
     before = inner.split()
@@ -128,6 +146,8 @@ def edit(text, add=(), remove=(), variable="GRUB_CMDLINE_LINUX"):
     if after == before:
         return EditResult(text, False, before, after)
     quote = quote or '"'
-    lines[index] = f"{match.group('lead')}{variable}={quote}{' '.join(after)}{quote}{suffix}"
-    new_text = "\n".join(lines) + ("\n" if keep_newline else "")
-    return EditResult(new_text, True, before, after)
+    line = f"{match.group('lead')}{variable}={quote}{' '.join(after)}{quote}{suffix}" + ("\r" if crlf[index] else "")
+    # Only that line's bytes change: the text before and after it is kept as it was.
+    raw = text.split("\n")
+    raw[index] = line
+    return EditResult("\n".join(raw), True, before, after)

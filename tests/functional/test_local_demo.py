@@ -231,6 +231,21 @@ def test_a_release_run_skips_unchanged_layers_and_puts_drift_back(up):
     assert up.get("/")[1]["version"] == "v2"
 
 
+def test_moving_sshd_off_the_connected_port_is_refused_before_any_change(up):
+    """Issue 20: over real SSH (the run reaches sshd on the instance's port 22), host_ssh_port 2200 would move
+    sshd and the firewall away from the connection; the host role refuses it before touching anything."""
+    fingerprint = ["sh", "-c", "find /etc/ssh /etc/nftables.conf /etc/nftables.d -type f | sort | xargs sha256sum"]
+    before = up.instance(*fingerprint).stdout
+    run = up.run(
+        "ansible-playbook", "deploy.yml", "-i", "inventories/local", "--tags", "host",
+        "-e", "compose_app_release=v2", "-e", "host_ssh_port=2200", env=up.playbook_env(),
+    )  # fmt: skip
+    assert run.returncode != 0, run.stdout[-3000:]
+    assert "host_ssh_port 2200 differs from the port this run is connected on (22)" in run.stdout, run.stdout[-3000:]
+    assert "host_ssh_port_change=true" in run.stdout
+    assert up.instance(*fingerprint).stdout == before
+
+
 def test_rollback_needs_confirmation_then_restores_the_previous_release(up):
     env = up.playbook_env()
     refused = up.run("ansible-playbook", "rollback.yml", "-i", "inventories/local", env=env)

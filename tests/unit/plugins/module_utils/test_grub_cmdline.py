@@ -107,3 +107,26 @@ def test_apply_args_bare_key_and_order():
 def test_bad_variable_name():
     with pytest.raises(GrubCmdlineError, match="not a shell variable"):
         edit("", add=["a"], variable="GRUB-X")
+
+
+def test_only_the_assignment_changes_byte_for_byte():
+    """Issue 20: CRLF, a form feed or U+2028 elsewhere in the file survive an edit unchanged."""
+    text = (
+        "# Windows-edited\r\nGRUB_TIMEOUT=5\r\n"
+        "# a form feed \f and a line separator \u2028 in comments\n"
+        'GRUB_CMDLINE_LINUX="quiet"\r\n'
+        "GRUB_DISABLE_RECOVERY=true"
+    )
+    result = edit(text, add=["systemd.unified_cgroup_hierarchy=0"])
+    expected = text.replace('"quiet"\r\n', '"quiet systemd.unified_cgroup_hierarchy=0"\r\n')
+    assert result.changed and result.text == expected
+
+
+def test_an_append_to_the_variable_is_refused_not_ignored():
+    text = 'GRUB_CMDLINE_LINUX="quiet"\nGRUB_CMDLINE_LINUX+=" nomodeset"\n'
+    with pytest.raises(GrubCmdlineError, match=r"line 2 appends to GRUB_CMDLINE_LINUX \(\+=\)"):
+        edit(text, add=["systemd.unified_cgroup_hierarchy=0"])
+    with pytest.raises(GrubCmdlineError, match=r"\+="):
+        read_args(text)
+    # A commented one is not an assignment.
+    assert edit('GRUB_CMDLINE_LINUX=""\n# GRUB_CMDLINE_LINUX+=" x"\n', add=["a=1"]).changed
