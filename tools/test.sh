@@ -17,7 +17,8 @@ stage_setup() {
 }
 stage_lint() {
   activate
-  ruff check . && ruff format --check . && yamllint -s . && ansible-lint
+  ruff check . && ruff format --check . && yamllint -s . && ansible-lint &&
+    python tools/role_docs.py --check # the role READMEs' variable tables against the specs
 }
 stage_sanity() {
   activate
