@@ -31,6 +31,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import urllib.error
 import urllib.request
 
 import awx_runner
@@ -229,6 +230,25 @@ def test_a_release_run_skips_unchanged_layers_and_puts_drift_back(up):
     assert "TASK [ec2ops.stack.compose_app : Install the upstream sync unit]" in run.stdout
     assert up.instance("systemctl", "is-active", sync).stdout.strip() == "active"
     assert up.get("/")[1]["version"] == "v2"
+
+
+def test_maintenance_playbook_switches_the_site_on_and_off(up):
+    """Issue 17: the operator's maintenance.yml over SSH: a 503 page with Retry-After, then the app again."""
+    env = up.playbook_env()
+    on = up.run(
+        "ansible-playbook", "maintenance.yml", "-i", "inventories/local", "-e", "site=ticketing", "-e", "state=on",
+        "-e", "message=Back at 02:00", env=env,
+    )  # fmt: skip
+    assert on.returncode == 0, on.stdout[-3000:]
+    with pytest.raises(urllib.error.HTTPError) as caught:
+        up.get("/")
+    assert caught.value.code == 503 and caught.value.headers["Retry-After"] == "300"
+    assert "Back at 02:00" in caught.value.read().decode()
+    off = up.run("ansible-playbook", "maintenance.yml", "-i", "inventories/local", "-e", "state=off", env=env)
+    assert off.returncode == 0, off.stdout[-3000:]
+    assert up.get("/")[0] == 200
+    refused = up.run("ansible-playbook", "maintenance.yml", "-i", "inventories/local", "-e", "state=maybe", env=env)
+    assert refused.returncode != 0 and "say -e state=on or -e state=off" in refused.stdout
 
 
 def test_moving_sshd_off_the_connected_port_is_refused_before_any_change(up):
