@@ -5,10 +5,12 @@ Runs the role with connection local, under this machine's /usr/bin/python3, whic
 The role stages compose files and .env in .ec2ops/incoming; compose_deploy installs them.
 """
 
+import http.server
 import json
 import pathlib
 import socket
 import subprocess
+import threading
 import urllib.request
 import uuid
 
@@ -73,3 +75,68 @@ def test_a_static_env_deploys_without_boto3_on_the_host(ansible_playbook, app, a
     )  # the same release id, a new attempt
     with urllib.request.urlopen(f"http://127.0.0.1:{app['port']}/", timeout=5) as response:
         assert json.loads(response.read())["version"] == "static-two"
+
+
+class _Webhook:
+    """A webhook receiver on loopback that keeps every JSON body it is sent."""
+
+    def __init__(self):
+        bodies = self.bodies = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):
+                bodies.append(json.loads(self.rfile.read(int(self.headers["Content-Length"]))))
+                self.send_response(204)
+                self.end_headers()
+
+            def log_message(self, *args):
+                return
+
+        self.server = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app, app_images):
+    """Issue 17: rollback.yml never notified; now deploys, rollbacks and failed rollbacks all do."""
+    hook = _Webhook()
+    extra = {
+        "compose_app_name": app["name"],
+        "compose_app_dir": str(app["dir"]),
+        "compose_app_compose_files": [{"src": str(HERE / "compose.yml.j2"), "dest": "compose.yml"}],
+        "compose_app_images": {"api": f"{app_images}:v1"},
+        "compose_app_pull": "never",
+        "compose_app_prune_images": False,
+        "compose_app_verify_seconds": 1,
+        "compose_app_notify_webhook_url": hook.url,
+        "app_port": app["port"],
+    }
+    try:
+        for release, value in (("v1", "one"), ("v2", "two")):
+            run = ansible_playbook(
+                HERE / "deploy.yml",
+                extra_vars=dict(extra, compose_app_release=release, compose_app_env={"APP_VERSION": value}),
+            )
+            assert run.rc == 0, run.output
+        rollback = ansible_playbook(HERE / "deploy.yml", extra_vars=dict(extra, compose_app_state="rolled_back"))
+        assert rollback.rc == 0, rollback.output
+        refused = ansible_playbook(
+            HERE / "deploy.yml", extra_vars=dict(extra, compose_app_state="rolled_back", compose_app_rollback_to="nope")
+        )
+        assert refused.rc != 0
+    finally:
+        hook.close()
+    assert [(b["action"], b["result"], b["release"]) for b in hook.bodies] == [
+        ("deploy", "ok", "v1"),
+        ("deploy", "ok", "v2"),
+        ("rollback", "ok", "v1"),
+        ("rollback", "failed", ""),
+    ]
+    assert hook.bodies[2]["previous_release"] == "v2" and "rollback to release v1 done" in hook.bodies[2]["text"]
+    assert "nope" in hook.bodies[3]["failure"]
+    assert hook.bodies[3]["text"].startswith(f"{app['name']} on localhost: FAILED rollback")
+    assert all(b["by"] for b in hook.bodies)
