@@ -98,6 +98,8 @@ def moto_server(tmp_path_factory):
         [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
         stdout=log,
         stderr=subprocess.STDOUT,
+        # AWS's own managed policies (AmazonSSMManagedInstanceCore ...), as a real account has them.
+        env=dict(os.environ, MOTO_IAM_LOAD_MANAGED_POLICIES="true"),
     )
     server = MotoServer(port)
     deadline = time.monotonic() + 30

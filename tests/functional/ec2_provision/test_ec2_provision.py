@@ -461,6 +461,55 @@ def test_second_run_changes_nothing(ansible_playbook, moto_server, aws, story, c
     assert aws.addresses() == addresses
 
 
+def changed_tasks(run):
+    return [
+        task["task"]["name"]
+        for play in run.json["plays"]
+        for task in play["tasks"]
+        if task["hosts"].get("localhost", {}).get("changed")
+    ]
+
+
+def test_the_app_role_keeps_what_the_inventory_adds(ansible_playbook, moto_server, aws, created):
+    """Issue 19: managed policies and extra statements survive every run; anything else is still removed."""
+    role = f"{PREFIX}-app"
+    uploads = {"Sid": "Uploads", "Effect": "Allow", "Action": ["s3:GetObject", "s3:PutObject"],
+               "Resource": [f"arn:aws:s3:::{PREFIX}-uploads/app/*"]}  # fmt: skip
+    managed = ["AmazonSSMManagedInstanceCore", "arn:aws:iam::aws:policy/CloudWatchAgentServerPolicy"]
+    extended = stack_vars(
+        moto_server, ec2_provision_app_managed_policies=managed, ec2_provision_app_policy_statements=[uploads]
+    )
+    # Something attached by hand, which the next run removes.
+    aws.iam.attach_role_policy(RoleName=role, PolicyArn="arn:aws:iam::aws:policy/AmazonS3FullAccess")
+    first = ansible_playbook(PROVISION, extra_vars=extended)
+    assert first.rc == 0, first.output
+
+    def attached():
+        return sorted(p["PolicyName"] for p in aws.iam.list_attached_role_policies(RoleName=role)["AttachedPolicies"])
+
+    assert attached() == ["AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"]
+    document = aws.iam.get_role_policy(RoleName=role, PolicyName="ec2ops-app-runtime")["PolicyDocument"]
+    assert document["Statement"][-1] == uploads
+    assert [st["Sid"] for st in document["Statement"][:-1]] == [
+        "ReadAppSecrets",
+        "BatchReadAppSecrets",
+        "EcrLogin",
+        "EcrPull",
+    ]
+    again = ansible_playbook(PROVISION, extra_vars=extended)
+    assert again.rc == 0 and changed_tasks(again) == [], again.output
+    assert attached() == ["AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"]
+    # A statement that is not one is refused before any change.
+    bad = stack_vars(moto_server, ec2_provision_app_policy_statements=[{"Effect": "Allow", "Action": "s3:*"}])
+    refused = ansible_playbook(PROVISION, extra_vars=bad)
+    assert refused.rc != 0 and "ec2_provision_app_policy_statements[0]" in refused.output
+    assert attached() == ["AmazonSSMManagedInstanceCore", "CloudWatchAgentServerPolicy"]
+    # Back to the base stack for the tests that follow.
+    base = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
+    assert base.rc == 0, base.output
+    assert attached() == []
+
+
 def test_teardown_in_check_mode_deletes_nothing(aws, story, created):
     run = story.teardown_preview
     assert run is not None, "the preview runs in test_second_run_changes_nothing"
