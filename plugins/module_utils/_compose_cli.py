@@ -139,6 +139,11 @@ class Compose:
         if services:
             self.docker.call("docker compose pull", [*self._base(overrides), "pull", "--quiet", *services])
 
+    def run_detached(self, service, command, name, overrides=()):
+        """A one-off container of ``service`` running ``command`` (argv), named ``name``, left to finish."""
+        args = [*self._base(overrides), "run", "--detach", "--no-deps", "--quiet-pull", "--name", name, service]
+        self.docker.call("docker compose run", [*args, *command])
+
     def up(self, services, overrides=(), scale=None, no_recreate=False):
         args = [*self._base(overrides), "up", "--detach", "--no-deps", "--quiet-pull"]
         if no_recreate:

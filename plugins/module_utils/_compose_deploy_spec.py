@@ -36,10 +36,12 @@ SERVICE_SPEC = dict(
     drain_timeout=dict(type="int", default=30),
     stop_timeout=dict(type="int", default=10),
     health=dict(type="dict", options=HEALTH_SPEC, default={}),
+    release_command=dict(type="list", elements="str"),
+    release_timeout=dict(type="int", default=600),
 )
 
 # Lower bounds an argument spec cannot say: option -> smallest value.
-_SERVICE_MINIMA = {"port": 1, "drain_timeout": 0, "stop_timeout": 0}
+_SERVICE_MINIMA = {"port": 1, "drain_timeout": 0, "stop_timeout": 0, "release_timeout": 1}
 _HEALTH_MINIMA = {
     "status": 100,
     "interval": 0.05,
@@ -54,6 +56,7 @@ ARGUMENT_SPEC = dict(
     project_name=dict(type="str"),
     source_dir=dict(type="path"),
     files=dict(type="list", elements="str", default=[]),
+    contents=dict(type="dict", default={}, no_log=True),
     env_files=dict(type="list", elements="str"),
     profiles=dict(type="list", elements="str", default=[]),
     release=dict(type="str"),
@@ -73,6 +76,7 @@ ARGUMENT_SPEC = dict(
     failure_log_lines=dict(type="int", default=10),
     deployed_by=dict(type="str"),
     state=dict(type="str", choices=["deployed", "rolled_back"], default="deployed"),
+    schema_rollback=dict(type="str", choices=["warn", "refuse"], default="warn"),
 )
 REQUIRED_IF = [("state", "rolled_back", ["release"])]
 _MINIMA = {"wait_timeout": 1, "verify_seconds": 0, "keep_releases": 1, "keep_failed": 0, "lock_timeout": 0}
@@ -119,6 +123,17 @@ def _check_values(p):
                     f"{option}: {name!r} must be a file name relative to project_dir, inside it: letters, digits, "
                     "'_', '.', '-' and '/', no '..' and not in .ec2ops"
                 )
+    for name, text in p["contents"].items():
+        parts = str(name).split("/")
+        if not _FILE_RE.match(str(name)) or ".." in parts or parts[0] == ".ec2ops":
+            raise OptionsError(
+                f"contents: {name!r} must be a file name relative to project_dir, inside it: letters, digits, "
+                "'_', '.', '-' and '/', no '..' and not in .ec2ops"
+            )
+        if not isinstance(text, str):
+            raise OptionsError(f"contents.{name}: the file's text is a string, not {type(text).__name__}")
+        if name not in [*p["files"], *(p["env_files"] or [])]:
+            raise OptionsError(f"contents: {name!r} is not in files or env_files: list it there too")
     for profile in p["profiles"]:
         if not _PROFILE_RE.match(profile):
             raise OptionsError(f"profiles: {profile!r} is not a Compose profile name (letters, digits, '_', '.', '-')")
@@ -160,6 +175,11 @@ def check_services(services):
             raise OptionsError(
                 f"{where}: the rolling strategy needs nginx_upstream (the upstream name the nginx role "
                 "manages) and port (the container port nginx sends traffic to)"
+            )
+        if opts["release_command"] is not None and not (opts["release_command"] and opts["release_command"][0]):
+            raise OptionsError(
+                f"{where}.release_command is the command's argv, e.g. [python, manage.py, migrate]: "
+                "give at least the program, or leave it out"
             )
         checked[name] = opts
     return checked

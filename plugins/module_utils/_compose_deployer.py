@@ -33,6 +33,7 @@ import datetime
 import json
 import os
 import pwd
+import shlex
 import shutil
 import signal
 import time
@@ -70,6 +71,8 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._release_history impo
 )
 
 STATE_DIR = ".ec2ops"
+# Lines of a release command's output kept in the audit log (masked).
+RELEASE_OUTPUT_LINES = 200
 # TEST ONLY: the fault-injection suite names a point here and the process kills itself there.
 FAULT_ENV = "EC2OPS_TEST_KILL_AT"
 
@@ -169,6 +172,8 @@ class Deployer:
         self.project = p["project_name"] or os.path.basename(self.project_dir.rstrip("/"))
         self.state_dir = os.path.join(self.project_dir, STATE_DIR)
         self.files_opt, self.env_files_opt, self.profiles = p["files"], p["env_files"], p["profiles"]
+        # Files given as text (the role's rendered templates): read from here instead of source_dir.
+        self.contents = {name: text.encode() for name, text in p["contents"].items()}
         self.state, self.release_opt, self.images = p["state"], p["release"], dict(p["images"])
         self.services_opts = p["services"]
         self.wait_timeout, self.verify_seconds = p["wait_timeout"], p["verify_seconds"]
@@ -177,6 +182,7 @@ class Deployer:
         self.secret_versions, self.mask_values = p["secret_versions"], p["mask_values"]
         self.restart_policy, self.switch_command = p["restart_policy"], p["nginx_switch_command"]
         self.log_lines = p["failure_log_lines"]
+        self.schema_rollback = p["schema_rollback"]
         self.deployed_by = p["deployed_by"] or _user()
         self.history = None
         self.story = []
@@ -271,9 +277,16 @@ class Deployer:
         """Every value of these env files is masked in whatever this run reports."""
         for path in paths:
             try:
-                self._secrets.update(maskable_values(_read_env(path).values()))
-            except (OSError, UnicodeDecodeError, DotenvError):
+                self._learn_secret_text(_read(path))
+            except OSError:
                 continue
+
+    def _learn_secret_text(self, data):
+        """Every value of this env file's bytes is masked in whatever this run reports."""
+        try:
+            self._secrets.update(maskable_values(parse_dotenv(data.decode("utf-8"), strict=False).values()))
+        except (UnicodeDecodeError, DotenvError):
+            pass
 
     def _learn_record_secrets(self, record):
         """The values of a release's snapshotted env files are masked too."""
@@ -295,9 +308,15 @@ class Deployer:
                 raise DeployError(
                     f"{name!r}: compose and env files are named relative to project_dir, inside it (not in .ec2ops)"
                 )
-            if not os.path.isfile(os.path.join(self.source_dir, name)):
+            if name not in self.contents and not os.path.isfile(os.path.join(self.source_dir, name)):
                 raise DeployError(f"{os.path.join(self.source_dir, name)} does not exist")
         return files, list(env_files)
+
+    def _source(self, name):
+        """A release file's bytes: given as text in ``contents``, else read from source_dir."""
+        if name in self.contents:
+            return self.contents[name]
+        return _read(os.path.join(self.source_dir, name))
 
     def _release_dir(self, key):
         return os.path.join(self.state_dir, "releases", key)
@@ -357,8 +376,7 @@ class Deployer:
         os.makedirs(os.path.dirname(directory), mode=0o700, exist_ok=True)
         os.makedirs(directory, mode=0o700)
         for name in names:
-            with open(os.path.join(self.source_dir, name), "rb") as handle:
-                contents[name] = handle.read()
+            contents[name] = self._source(name)
             dest = os.path.join(directory, "files", name)
             os.makedirs(os.path.dirname(dest), mode=0o700, exist_ok=True)
             write_atomic(dest, contents[name], 0o600)
@@ -374,6 +392,11 @@ class Deployer:
             like = dest if os.path.exists(dest) else os.path.join(self.source_dir, name)
             current = os.stat(like) if os.path.exists(like) else None
             mode = current.st_mode & 0o7777 if current else 0o600
+            if current is None and name in self.contents:
+                # A file given as text, new in the project: the project directory's owner, readable by its
+                # group if it is a compose file (env files stay 0600).
+                current = os.stat(self.project_dir)
+                mode = 0o600 if name in record["env_files"] else 0o640
             os.makedirs(os.path.dirname(dest), exist_ok=True)
             write_atomic(dest, data, mode, *target_ownership(current, None, None))
 
@@ -636,11 +659,15 @@ class Deployer:
             self.say("the release's files are not in place yet (dry run before they are staged): it would be deployed")
             return {"changed": True, "release": self.release_opt, "rolled_back": False}
         names = [*files, *env_files]
-        self._learn_secrets(os.path.join(self.source_dir, n) for n in env_files)
+        for name in env_files:
+            if name in self.contents:
+                self._learn_secret_text(self.contents[name])
+            else:
+                self._learn_secrets([os.path.join(self.source_dir, name)])
         current = self.history.current_record()
         if current:
             self._learn_record_secrets(current)
-        digest = content_digest([(n, _read(os.path.join(self.source_dir, n))) for n in names])
+        digest = content_digest([(n, self._source(n)) for n in names])
         release = self.release_opt or default_release_id(self.images, digest)
         validate_release_id(release)
         result = {"release": release, "previous_release": (current or {}).get("release"), "rolled_back": False}
@@ -651,9 +678,10 @@ class Deployer:
                 return self._already_deployed(current, result, check_mode)
         if check_mode:
             self.say(f"would deploy release {release} (current: {result['previous_release'] or 'none'})")
-            result["diff"] = self._plan(current, release, digest)
+            result["diff"] = self._plan(current, release, digest, files)
             return result
         attempt = self._prepare(release, files, env_files, digest, current)
+        self._release_phase(attempt, current, result, t0)
         return self._roll_out(attempt, current, result, t0)
 
     def _already_deployed(self, current, result, check_mode):
@@ -739,6 +767,88 @@ class Deployer:
         self._write_override(override, {n: v["pinned"] for n, v in pinned.items() if v.get("pinned")}, own)
         return {"order": order, "services": pinned, "pull_seconds": pull_seconds}
 
+    # --------------------------------------------------------- release phase
+    def _release_phase(self, record, current, result, t0):
+        """Each service's ``release_command`` (a schema migration), before anything the app runs on changes.
+
+        A one-off container of the service, from the attempt's pinned image and snapshotted files and env
+        files, on the project's network. A command that fails or outlives ``release_timeout`` ends the
+        attempt: the running release is not touched, and the attempt is kept as failed.
+        """
+        steps = [n for n in record["order"] if (self.services_opts.get(n) or {}).get("release_command")]
+        if not steps:
+            return
+        compose = self._compose(record["files"], record["env_files"], self._files_dir(record))
+        record["release_commands"] = []
+        for service in steps:
+            entry, output = self._run_release_command(compose, record, service)
+            record["release_commands"].append(entry)
+            self.history.save()
+            if entry["exit_code"] == 0:
+                continue
+            what = (
+                f"the release command of {service} (`{entry['command']}`) "
+                + (f"ran past its {entry['timeout']}s timeout and was stopped" if entry["timed_out"] else
+                   f"exited with code {entry['exit_code']}")
+            )  # fmt: skip
+            record.update(ended_at=_now(), failure=what)
+            self.history.finish(record["key"], "failed")
+            self.history.save()
+            result.update(attempt=record["attempt"], release_commands=record["release_commands"])
+            result["durations"]["total"] = round(self.clock() - t0, 2)
+            self._audit("deploy", record["key"], "failed", result["durations"]["total"], what)
+            running = (current or {}).get("release") or "none"
+            tail = f"\nlast output lines:\n{_tail(output, self.log_lines)}" if output and self.log_lines else ""
+            raise DeployFailed(
+                f"deploy failed: {what}. Nothing the app runs on was changed: release {running} kept serving "
+                f"(if the command changed the database part way, fix that before the next deploy).{tail}",
+                result,
+            )
+
+    def _run_release_command(self, compose, record, service):
+        """Run one release command to its end or its timeout: ``(history entry, masked output)``."""
+        opts = self.services_opts[service]
+        name = f"{self.project}-release-{record['key'].replace('+', '-')}-{service}"
+        shown = self._mask(" ".join(shlex.quote(a) for a in opts["release_command"]))
+        self.say(f"  {service}: release command `{shown}` (timeout {opts['release_timeout']}s)")
+        self.docker.remove([name])  # a run killed during its release command left it behind
+        t0 = self.clock()
+        state, output = {}, ""
+        try:
+            compose.run_detached(service, opts["release_command"], name, [self._override(record)])
+            while True:
+                found = self.docker.inspect_containers([name])
+                state = (found[0].get("State") or {}) if found else {"Status": "gone"}
+                if state.get("Status") in ("exited", "dead", "gone") or self.clock() - t0 >= opts["release_timeout"]:
+                    break
+                fault_point("release-command")
+                self.sleep(0.5)
+            output = self._mask(self.docker.logs(name, RELEASE_OUTPUT_LINES))
+        except DockerError as exc:
+            state, output = {"Status": "not started"}, self._mask(str(exc))
+        finally:
+            self.docker.remove([name])
+        timed_out = state.get("Status") not in ("exited", "dead", "gone", "not started")
+        code = state.get("ExitCode", -1) if state.get("Status") in ("exited", "dead") else -1
+        entry = {
+            "service": service,
+            "command": shown,
+            "exit_code": code,
+            "timed_out": timed_out,
+            "timeout": opts["release_timeout"],
+            "seconds": round(self.clock() - t0, 2),
+            "at": _now(),
+        }
+        self._audit(
+            "release_command",
+            record["key"],
+            "ok" if code == 0 else "failed",
+            entry["seconds"],
+            extra={"service": service, "command": shown, "exit_code": code, "output": output},
+        )
+        self.say(f"  {service}: release command {'ran' if code == 0 else 'FAILED'} in {entry['seconds']}s")
+        return entry, output
+
     def _roll_out(self, record, current, result, t0):
         deadline = self.clock() + self.wait_timeout
         applied, applying = [], None
@@ -802,6 +912,13 @@ class Deployer:
         record.update(ended_at=_now(), failure=what)
         self.history.finish(record["key"], "failed")
         rolled = self._auto_rollback(current, touched, failure, what)
+        if record.get("release_commands") and rolled["rolled_back"] and current:
+            warning = (
+                f"this attempt's release command(s) ran before it failed, so the database schema may be ahead of "
+                f"release {current['key']}, which serves again: make sure it works with it"
+            )
+            rolled["message"] += f" Warning: {warning}."
+            result["warnings"] = [warning]
         result.update(rolled, attempt=record["attempt"])
         result["durations"]["total"] = round(self.clock() - t0, 2)
         self.history.save()
@@ -821,14 +938,24 @@ class Deployer:
             names.append(name)
         compose.pull(names, overrides)
 
-    def _plan(self, current, release, files_digest):
+    def _plan(self, current, release, files_digest, files):
+        """The dry run's diff: release, images and the compose files' text (env files are not shown)."""
         before = {n: s.get("image") for n, s in ((current or {}).get("services") or {}).items()}
         plan = {"release": release, "images": self.images}
         plan["files_changed"] = (current or {}).get("files_digest") != files_digest
         pending = [r["key"] for r in self.history.pending()]
         if pending:
             plan["repairs_interrupted"] = pending
-        return {"before": {"release": (current or {}).get("release"), "images": before}, "after": plan}
+        was = {"release": (current or {}).get("release"), "images": before}
+        if plan["files_changed"]:
+            plan["files"] = {n: self._source(n).decode("utf-8", "replace") for n in files}
+            kept = self._files_dir(current) if current else None
+            was["files"] = {
+                n: _read(os.path.join(kept, n)).decode("utf-8", "replace")
+                for n in (current or {}).get("files", [])
+                if os.path.isfile(os.path.join(kept, n))
+            }
+        return {"before": was, "after": plan}
 
     # -------------------------------------------------------------- rollback
     def _auto_rollback(self, previous, touched, failure, what):
@@ -896,6 +1023,20 @@ class Deployer:
             self.say(f"release {record['key']} is already the current release")
             return result
         result["changed"] = True
+        crossed = self._schema_steps_after(record)
+        if crossed:
+            warning = (
+                f"rolling back to {record['key']} crosses the release command(s) of {crossed}: the database schema "
+                f"may be ahead of {record['key']}. Make sure {record['key']} works with it, or roll the schema back "
+                "first (your migration tool's down step)"
+            )
+            if self.schema_rollback == "refuse":
+                raise DeployError(
+                    f"{warning}; then run the rollback again with schema_rollback=warn "
+                    "(compose_app_schema_rollback: warn). Nothing was changed."
+                )
+            self.say(f"warning: {warning}")
+            result["warnings"] = [warning]
         if check_mode:
             self.say(f"would roll back from {result['previous_release']} to {record['key']}")
             return result
@@ -914,6 +1055,17 @@ class Deployer:
         result["durations"] = {"total": round(self.clock() - t0, 2)}
         self._audit("rollback", record["key"], "rolled_back_to", result["durations"]["total"])
         return result
+
+    def _schema_steps_after(self, record):
+        """``release (service: command), ...`` of every attempt after ``record`` whose release command ran."""
+        releases = self.history.releases
+        later = releases[releases.index(record) + 1 :]
+        steps = [
+            f"{r['key']} ({step['service']}: {step['command']})"
+            for r in later
+            for step in r.get("release_commands") or []
+        ]
+        return ", ".join(steps)
 
     def _rollback_failed(self, record, current, exc, result, t0):
         what = self._mask(_describe(exc))
@@ -974,8 +1126,9 @@ class Deployer:
                 self.docker.remove([c["Id"] for c in self._containers(name) if c["Id"] not in keep])
 
     # ---------------------------------------------------------- bookkeeping
-    def _audit(self, action, release, outcome, seconds, failure=None):
+    def _audit(self, action, release, outcome, seconds, failure=None, extra=None):
         entry = {
+            **(extra or {}),
             "at": _now(),
             "action": action,
             "release": release,
@@ -1064,6 +1217,10 @@ def _mask_tree(value, secrets):
     if isinstance(value, dict):
         return {k: _mask_tree(v, secrets) for k, v in value.items()}
     return value
+
+
+def _tail(text, lines):
+    return "\n".join(text.splitlines()[-lines:])
 
 
 def _read(path):

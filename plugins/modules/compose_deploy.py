@@ -57,6 +57,15 @@ options:
     type: list
     elements: str
     default: []
+  contents:
+    description:
+      - Files of the release given as text, by name (each also listed in O(files) or O(env_files)), such as templates
+        rendered on the controller. They are used instead of the files of the same name in O(source_dir), so the
+        release needs no separate upload. Not logged (the text may hold values that are secrets).
+      - A file new in O(project_dir) gets the project directory's owner and group, mode C(0640) (C(0600) for an env
+        file).
+    type: dict
+    default: {}
   env_files:
     description:
       - Env files (relative to O(project_dir)) used for interpolation and snapshotted with the release, so a rollback
@@ -99,6 +108,13 @@ options:
         the files of the release being checked, so a token never is a module argument; its value is removed from
         every health detail and error. Put secrets only as such references, never as literal values (this option
         is not C(no_log)).
+      - C(release_command) (argv list, for example C([python, manage.py, migrate])) is the service's release phase.
+        After every image is pulled and before anything the app runs on changes, it runs once per deploy attempt in a
+        one-off container of the service (C(docker compose run --no-deps)), from the release's pinned image, compose
+        files and env files, on the project's network. A non-zero exit or a run longer than C(release_timeout) (seconds,
+        default 600) ends the deploy with the running release untouched. Its output (last 200 lines, secrets masked)
+        goes to the audit log; the release history records that it ran. Relative paths in the compose files resolve
+        against the release's snapshot directory, as they do for the configuration check.
     type: dict
     default: {}
   wait_timeout:
@@ -162,6 +178,16 @@ options:
   deployed_by:
     description: Who deploys, for the history and audit log. Defaults to C(SUDO_USER) or the user running the module.
     type: str
+  schema_rollback:
+    description:
+      - What a rollback does when a later attempt ran a C(release_command) (the database schema may be ahead of the
+        release rolled back to). V(warn) rolls back and warns; V(refuse) changes nothing and says to roll the schema
+        back first, then run the rollback with V(warn).
+      - An automatic rollback after a failed deploy always goes ahead, with a warning, since the earlier release must
+        serve again.
+    type: str
+    choices: [warn, refuse]
+    default: warn
   state:
     description: V(deployed) deploys O(release); V(rolled_back) restores the release named by O(release).
     type: str
@@ -259,6 +285,12 @@ durations:
   returned: on deploy
   type: dict
   sample: {pull: 3.1, verify: 30.0, total: 41.7}
+release_commands:
+  description: The release commands this attempt ran, with exit code, seconds and whether they timed out.
+  returned: when a service has a release_command
+  type: list
+  elements: dict
+  sample: [{service: api, command: python manage.py migrate, exit_code: 0, seconds: 4.2, timed_out: false}]
 pruned_images:
   description: Images removed after the deploy (none a kept release needs).
   returned: after a successful deploy with prune_images

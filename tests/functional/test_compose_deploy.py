@@ -248,3 +248,63 @@ def test_a_second_deploy_is_refused_by_the_lock(ansible_playbook, project):
     assert run.rc != 0
     assert "another deploy of this project is running (user alice, release v7, pid 4242" in result["msg"]
     assert history(project)["current"] == "v1"
+
+
+def test_a_release_command_gates_the_deploy_runs_once_with_the_new_env_and_marks_rollbacks(
+    ansible_playbook, project, tmp_path
+):
+    """Issue 17: the release phase (a schema migration) on the real engine, under load through the published port."""
+    from deploy_rig import under_load
+
+    ledger = tmp_path / "ledger"
+    ledger.mkdir()
+    compose = (project["dir"] / "compose.yml").read_text()
+    compose = compose.replace("    healthcheck:", f"    volumes:\n      - {ledger}:/ledger\n    healthcheck:", 1)
+    (project["dir"] / "compose.yml").write_text(compose)
+    run, _result = deploy(ansible_playbook, project, release="v1", services=HEALTH)
+    assert run.rc == 0, run.output
+
+    def migrating(script):
+        return {**HEALTH, "api": {**HEALTH["api"], "release_command": ["sh", "-c", script]}}
+
+    # A release command that succeeds: it sees the new release's env file, runs once, and is recorded.
+    (project["dir"] / ".env").write_text("APP_VERSION=env-two\n")
+    migrate = migrating('echo "$APP_VERSION" >> /ledger/ran && echo "schema moved to $APP_VERSION"')
+    run, result = deploy(ansible_playbook, project, release="v2", images={"api": f"{REPO}:v2"}, services=migrate)
+    assert run.rc == 0, run.output
+    assert (ledger / "ran").read_text() == "env-two\n"
+    assert served(project)["version"] == "env-two"
+    (step,) = history(project)["releases"][-1]["release_commands"]
+    assert step["exit_code"] == 0 and step["service"] == "api"
+    (logged,) = [e for e in audit(project) if e["action"] == "release_command"]
+    # Kept in the audit log, with every value of the release's env files masked (APP_VERSION's too).
+    assert "schema moved to ***" in logged["output"] and "env-two" not in json.dumps(audit(project))
+    assert not docker("ps", "-aq", "--filter", f"label=com.docker.compose.project={project['name']}",
+                      "--filter", "label=com.docker.compose.oneoff=True").stdout.strip()  # fmt: skip
+    run, result = deploy(ansible_playbook, project, release="v2", images={"api": f"{REPO}:v2"}, services=migrate)
+    assert run.rc == 0 and result["changed"] is False, run.output
+    assert (ledger / "ran").read_text() == "env-two\n"
+
+    # A release command that fails: the deploy stops, v2 serves throughout (0 failed requests).
+    (project["dir"] / ".env").write_text("APP_VERSION=env-three\n")
+    failing = migrating("echo 'cannot take the lock on schema_migrations' >&2; exit 3")
+
+    def action():
+        return deploy(ansible_playbook, project, release="v3b", images={"api": f"{REPO}:v1"}, services=failing)
+
+    summary = under_load(project["port"], 50, action, "env-three", settle=2)
+    run, result = summary["outcome"]
+    assert run.rc != 0
+    assert "release command of api" in result["msg"] and "exited with code 3" in result["msg"]
+    assert "cannot take the lock" in result["msg"] and "release v2 kept serving" in result["msg"]
+    assert summary["failed"] == 0 and summary["requests"] > 50, summary
+    assert served(project)["version"] == "env-two" and history(project)["current"] == "v2"
+
+    # Rolling back across v2's release command: refused with the option, a warning without it.
+    run, result = deploy(ansible_playbook, project, release="v1", state="rolled_back", schema_rollback="refuse")
+    assert run.rc != 0 and "crosses the release command(s) of v2" in result["msg"], run.output
+    assert history(project)["current"] == "v2" and served(project)["version"] == "env-two"
+    run, result = deploy(ansible_playbook, project, release="v1", state="rolled_back")
+    assert run.rc == 0, run.output
+    assert any("database schema may be ahead of v1" in line for line in result["story"])
+    assert history(project)["current"] == "v1" and served(project)["version"] == "env-one"

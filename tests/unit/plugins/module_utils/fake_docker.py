@@ -33,6 +33,9 @@ class FakeDocker:
         self.switch_result = (0, "switched", "")
         self.pull_fails = set()  # refs whose pull fails
         self.calls = []  # (what, args) of every compose call
+        # One-off runs (release commands): command tuple -> {"exit_code", "logs", "hang"}; default exit 0.
+        self.oneoff_results = {}
+        self.oneoff_runs = []  # {"service", "command", "image", "files"} of every one-off run
         self._ids = itertools.count(1)
         self._ips = itertools.count(2)
 
@@ -74,7 +77,12 @@ class FakeDocker:
                 found.append(json.loads(json.dumps(c)))
         return sorted(found, key=lambda c: c["Created"])
 
+    def _id(self, ref):
+        """A container id from an id or a name."""
+        return next((i for i, c in self.containers.items() if c.get("Name") == f"/{ref}"), ref)
+
     def inspect_containers(self, ids):
+        ids = [self._id(i) for i in ids]
         for i in ids:
             container = self.containers.get(i)
             if container and container["_behaviour"] == "crashloop":
@@ -84,11 +92,11 @@ class FakeDocker:
         return [json.loads(json.dumps(self.containers[i])) for i in ids if i in self.containers]
 
     def logs(self, container_id, tail=10):
-        return self.containers.get(container_id, {}).get("_logs", "")
+        return self.containers.get(self._id(container_id), {}).get("_logs", "")
 
     def remove(self, ids):
         for i in ids:
-            self.containers.pop(i, None)
+            self.containers.pop(self._id(i), None)
 
     def stop_in_background(self, ids, timeout):
         self.remove(ids)
@@ -111,6 +119,9 @@ class FakeDocker:
             return ""
         if rest[0] == "up":
             self._up(args, rest[1:], config)
+            return ""
+        if rest[0] == "run":
+            self._run_oneoff(rest[1:], config, files)
             return ""
         raise AssertionError(f"unexpected compose call {rest}")
 
@@ -167,6 +178,29 @@ class FakeDocker:
                 existing = []
             for _number in range(wanted - len(existing)):
                 self._create(name, svc, signature)
+
+    def _run_oneoff(self, rest, config, files):
+        """``run --detach --no-deps --quiet-pull --name N service cmd...``: a one-off container that ends at once
+        with the result ``oneoff_results`` gives its command (or runs on, with ``hang``)."""
+        i, name = 0, None
+        while rest[i].startswith("--"):
+            if rest[i] == "--name":
+                name, i = rest[i + 1], i + 2
+            else:
+                i += 1
+        service, command = rest[i], tuple(rest[i + 1 :])
+        if any(c.get("Name") == f"/{name}" for c in self.containers.values()):
+            raise DockerError("docker compose run", rest, 1, f"container name /{name} is already in use")
+        outcome = self.oneoff_results.get(command, {})
+        self.oneoff_runs.append({"service": service, "command": list(command), "image": config[service]["image"],
+                                 "files": list(files)})  # fmt: skip
+        self._create(service, config[service], "oneoff")
+        container = self.containers[max(self.containers)]
+        container["Name"] = f"/{name}"
+        container["Config"]["Labels"]["com.docker.compose.oneoff"] = "True"
+        container["_logs"] = outcome.get("logs", "")
+        if not outcome.get("hang"):
+            container["State"].update(Status="exited", ExitCode=outcome.get("exit_code", 0))
 
     def _create(self, service, svc, signature):
         image = self.images_by_ref.get(svc["image"]) or self.image_inspect(svc["image"])

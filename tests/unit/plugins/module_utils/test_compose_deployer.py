@@ -415,3 +415,144 @@ def test_a_loose_state_directory_is_made_private(app):
     os.chmod(a.dir / ".ec2ops", 0o755)  # noqa: S103 (what the run must tighten)
     a.run("v1")
     assert os.stat(a.dir / ".ec2ops").st_mode & 0o777 == 0o700
+
+
+def test_compose_files_given_as_text_are_deployed_without_a_staged_copy(tmp_path):
+    """Issue 14: the role renders its templates on the controller and sends them with the module."""
+    app = App(tmp_path)
+    text = (app.stage / "compose.yml").read_text()
+    (app.stage / "compose.yml").unlink()
+    first = app.run("v1", files=["compose.yml"], contents={"compose.yml": text})
+    assert first["changed"] and app.history()["current"] == "v1"
+    installed = app.dir / "compose.yml"
+    assert installed.read_text() == text
+    assert installed.stat().st_mode & 0o777 == 0o640
+    assert not (app.stage / "compose.yml").exists()
+    # The same text again is the same release: nothing to do.
+    again = app.run("v1", files=["compose.yml"], contents={"compose.yml": text})
+    assert "release v1 is already deployed and running; nothing to do" in again["story"]
+    # A dry run with changed text shows the compose file's text before and after, and changes nothing.
+    changed = text.replace("services:", "# the api gets a comment\nservices:", 1)
+    plan = app.run("v2", check_mode=True, api="v2", files=["compose.yml"], contents={"compose.yml": changed})
+    assert plan["diff"]["before"]["files"] == {"compose.yml": text}
+    assert plan["diff"]["after"]["files"] == {"compose.yml": changed}
+    assert SECRET not in json.dumps(plan["diff"])
+    assert installed.read_text() == text and app.history()["current"] == "v1"
+    app.run("v2", api="v2", files=["compose.yml"], contents={"compose.yml": changed})
+    assert installed.read_text() == changed and app.history()["current"] == "v2"
+    # Rolling back puts the earlier text back.
+    app.run("v1", state="rolled_back", files=["compose.yml"])
+    assert installed.read_text() == text
+
+
+def test_contents_must_name_a_listed_file(tmp_path):
+    app = App(tmp_path)
+    with pytest.raises(DeployError, match=r"contents: 'other\.yml' is not in files or env_files"):
+        app.run("v1", files=["compose.yml"], contents={"other.yml": "services: {}\n"})
+    with pytest.raises(DeployError, match=r"contents: '\.\./x\.yml' must be a file name"):
+        app.run("v1", files=["compose.yml"], contents={"../x.yml": "services: {}\n"})
+
+
+# ---------------------------------------------------------------- issue 17: the release phase
+MIGRATE = ["python", "manage.py", "migrate"]
+
+
+def migrating(release_timeout=600):
+    return {
+        "api": {
+            "strategy": "rolling",
+            "nginx_upstream": "app_api",
+            "port": 8080,
+            "release_command": MIGRATE,
+            "release_timeout": release_timeout,
+        },
+        "worker": {},
+    }
+
+
+def audit_lines(app):
+    return [json.loads(line) for line in (app.dir / ".ec2ops" / "audit.log").read_text().splitlines()]
+
+
+def test_a_release_command_runs_once_with_the_new_image_and_files_before_the_cut_over(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    app.stage_files(env=f"APP=two\nDATABASE_URL={SECRET}\n")
+    app.docker.oneoff_results[tuple(MIGRATE)] = {"exit_code": 0, "logs": f"Applying 0002 on {SECRET}\nOK"}
+    result = app.run("v2", api="v2", services=migrating())
+    (run,) = app.docker.oneoff_runs
+    assert run["service"] == "api" and run["command"] == MIGRATE
+    assert run["image"] == app.docker.images_by_ref["reg/api:v2"]["Id"]  # pinned by the override
+    # The attempt's own snapshot (its compose file and the new .env), not the running project's files.
+    assert all("/.ec2ops/releases/v2/" in f for f in run["files"])
+    assert (app.dir / ".ec2ops" / "releases" / "v2" / "files" / ".env").read_text().startswith("APP=two")
+    (step,) = app.history()["releases"][-1]["release_commands"]
+    assert step["service"] == "api" and step["exit_code"] == 0 and step["command"] == "python manage.py migrate"
+    assert result["release"] == "v2" and app.history()["current"] == "v2"
+    logged = [e for e in audit_lines(app) if e["action"] == "release_command"]
+    assert logged[0]["result"] == "ok" and "Applying 0002" in logged[0]["output"]
+    assert SECRET not in json.dumps(audit_lines(app)) and SECRET not in json.dumps(result)
+    # The one-off container is gone, and the same release again runs nothing.
+    assert not [c for c in app.docker.containers.values() if c.get("Name")]
+    app.run("v2", api="v2", services=migrating())
+    assert len(app.docker.oneoff_runs) == 1
+
+
+def test_a_failed_release_command_stops_the_deploy_with_the_old_release_untouched(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    before = {c["Id"] for c in app.docker.running("app", "api")}
+    app.docker.oneoff_results[tuple(MIGRATE)] = {"exit_code": 2, "logs": f"cannot reach {SECRET}\nmigration failed"}
+    with pytest.raises(DeployFailed) as info:
+        app.run("v2", api="v2", services=migrating())
+    message = str(info.value)
+    assert "release command of api (`python manage.py migrate`) exited with code 2" in message
+    assert "release v1 kept serving" in message and "migration failed" in message
+    assert SECRET not in message and SECRET not in json.dumps(info.value.result)
+    assert {c["Id"] for c in app.docker.running("app", "api")} == before
+    assert app.images("api") == ["reg/api:v1"]
+    assert app.history()["current"] == "v1"
+    assert app.keys()[-1] == ("v2", "failed")
+    assert (app.dir / "compose.yml").exists() and "v2" not in (app.dir / "compose.yml").read_text()
+    assert [e["result"] for e in audit_lines(app) if e["action"] == "release_command"] == ["failed"]
+
+
+def test_a_release_command_that_outlives_its_timeout_is_stopped(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    app.docker.oneoff_results[tuple(MIGRATE)] = {"hang": True}
+    with pytest.raises(DeployFailed, match="ran past its 30s timeout and was stopped"):
+        app.run("v2", api="v2", services=migrating(release_timeout=30))
+    assert not [c for c in app.docker.containers.values() if c.get("Name")]
+    assert app.history()["current"] == "v1" and app.images("api") == ["reg/api:v1"]
+
+
+def test_a_rollback_across_a_release_command_warns_or_refuses(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    app.run("v2", api="v2", services=migrating())
+    with pytest.raises(DeployError, match=r"crosses the release command\(s\) of v2 \(api: python manage.py migrate\)"):
+        app.run("v1", state="rolled_back", schema_rollback="refuse")
+    assert app.history()["current"] == "v2" and app.images("api") == ["reg/api:v2"]
+    result = app.run("v1", state="rolled_back")
+    assert app.history()["current"] == "v1" and app.images("api") == ["reg/api:v1"]
+    assert "database schema may be ahead of v1" in result["warnings"][0]
+    # Forward again to v2 crosses nothing.
+    assert "warnings" not in app.run("v2", state="rolled_back")
+
+
+def test_a_release_that_fails_after_its_release_command_ran_is_rolled_back_with_a_warning(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    with pytest.raises(DeployFailed) as info:
+        app.run("v2", api="v2", worker="bad", services=migrating())
+    assert "the database schema may be ahead of release v1" in str(info.value)
+    assert info.value.result["warnings"] and app.history()["current"] == "v1"
+
+
+def test_release_command_options_are_checked(tmp_path):
+    app = App(tmp_path)
+    with pytest.raises(DeployError, match=r"services.api.release_command is the command's argv"):
+        app.run("v1", services={"api": {"release_command": []}})
+    with pytest.raises(DeployError, match=r"services.api.release_timeout must be at least 1"):
+        app.run("v1", services={"api": {"release_command": ["true"], "release_timeout": 0}})
