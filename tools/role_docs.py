@@ -68,10 +68,16 @@ def table(specs):
 
 
 def default_differences(role_dir, specs):
-    """Sentences for each variable whose default differs between defaults/main.yml and the main spec."""
+    """Sentences for each variable whose default differs between defaults/main.yml and its spec.
+
+    The main entry point's spec decides; a variable only another entry point reads (an operator
+    command's, say) is checked against that entry point's spec.
+    """
     defaults_file = role_dir / "defaults" / "main.yml"
     defaults = yaml.safe_load(defaults_file.read_text()) if defaults_file.exists() else {}
-    options = (specs.get("main") or {}).get("options") or {}
+    options = {}
+    for _entry, spec in sorted(specs.items(), key=lambda item: item[0] == "main"):
+        options.update((spec or {}).get("options") or {})
     found = []
     for name, value in sorted((defaults or {}).items()):
         if name not in options:

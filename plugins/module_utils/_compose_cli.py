@@ -79,8 +79,9 @@ class Docker:
         details.sort(key=lambda c: c.get("Created", ""))
         return details
 
-    def logs(self, container_id, tail=10):
-        rc, out, err = self._run([self.docker, "logs", "--tail", str(tail), container_id])
+    def logs(self, container_id, tail=10, since=None):
+        since_args = ["--since", since] if since else []
+        rc, out, err = self._run([self.docker, "logs", "--tail", str(tail), *since_args, container_id])
         return (out + err).strip() if rc == 0 else ""
 
     def remove(self, ids):

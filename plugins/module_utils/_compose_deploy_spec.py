@@ -29,6 +29,12 @@ HEALTH_SPEC = dict(
     headers=dict(type="dict"),
 )
 
+ERROR_WATCH_SPEC = dict(
+    access_log=dict(type="path", required=True),
+    max_percent=dict(type="float", default=2.0),
+    min_requests=dict(type="int", default=50),
+)
+
 SERVICE_SPEC = dict(
     strategy=dict(type="str", choices=["recreate", "rolling"], default="recreate"),
     nginx_upstream=dict(type="str"),
@@ -36,6 +42,7 @@ SERVICE_SPEC = dict(
     drain_timeout=dict(type="int", default=30),
     stop_timeout=dict(type="int", default=10),
     health=dict(type="dict", options=HEALTH_SPEC, default={}),
+    error_watch=dict(type="dict", options=ERROR_WATCH_SPEC),
     release_command=dict(type="list", elements="str"),
     release_timeout=dict(type="int", default=600),
 )
@@ -75,12 +82,16 @@ ARGUMENT_SPEC = dict(
     nginx_switch_command=dict(type="path", default=DEFAULT_SWITCH_COMMAND),
     failure_log_lines=dict(type="int", default=10),
     deployed_by=dict(type="str"),
-    state=dict(type="str", choices=["deployed", "rolled_back"], default="deployed"),
+    state=dict(type="str", choices=["deployed", "rolled_back", "locked", "unlocked", "ran"], default="deployed"),
+    lock_message=dict(type="str", default=""),
+    run_service=dict(type="str"),
+    run_command=dict(type="list", elements="str"),
+    run_timeout=dict(type="int", default=600),
     schema_rollback=dict(type="str", choices=["warn", "refuse"], default="warn"),
 )
-REQUIRED_IF = [("state", "rolled_back", ["release"])]
+REQUIRED_IF = [("state", "rolled_back", ["release"]), ("state", "ran", ["run_service", "run_command"])]
 _MINIMA = {"wait_timeout": 1, "verify_seconds": 0, "keep_releases": 1, "keep_failed": 0, "lock_timeout": 0}
-_MINIMA.update(failure_log_lines=0)
+_MINIMA.update(failure_log_lines=0, run_timeout=1)
 
 
 class OptionsError(ValueError):
@@ -176,6 +187,18 @@ def check_services(services):
                 f"{where}: the rolling strategy needs nginx_upstream (the upstream name the nginx role "
                 "manages) and port (the container port nginx sends traffic to)"
             )
+        watch = opts["error_watch"]
+        if watch is not None:
+            if opts["strategy"] != "rolling":
+                raise OptionsError(
+                    f"{where}.error_watch needs the rolling strategy (it counts the answers of the new containers "
+                    "nginx sends traffic to)"
+                )
+            if not 0 <= watch["max_percent"] < 100 or watch["min_requests"] < 1:
+                raise OptionsError(
+                    f"{where}.error_watch: max_percent is a percentage (0 to 100, not {watch['max_percent']}) and "
+                    f"min_requests at least 1 (not {watch['min_requests']})"
+                )
         if opts["release_command"] is not None and not (opts["release_command"] and opts["release_command"][0]):
             raise OptionsError(
                 f"{where}.release_command is the command's argv, e.g. [python, manage.py, migrate]: "

@@ -49,12 +49,14 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deploy_spec 
 from ansible_collections.ec2ops.stack.plugins.module_utils._deploy_lock import DeployLock, LockHeld
 from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import DotenvError
 from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import parse as parse_dotenv
+from ansible_collections.ec2ops.stack.plugins.module_utils._error_watch import ErrorWatch
 from ansible_collections.ec2ops.stack.plugins.module_utils._health import (
     HealthSpecError,
     container_state_check,
     header_references,
     http_check,
     mask,
+    mask_tree,
     maskable_values,
     normalize_health,
     resolve_headers,
@@ -73,6 +75,10 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._release_history impo
 STATE_DIR = ".ec2ops"
 # Lines of a release command's output kept in the audit log (masked).
 RELEASE_OUTPUT_LINES = 200
+# States that do not deploy: no repair, no hold check, no garbage collection.
+OPERATOR_STATES = ("locked", "unlocked", "ran")
+# Deploys held by an operator (state=locked): who, since when, why.
+HOLD_FILE = "hold.json"
 # TEST ONLY: the fault-injection suite names a point here and the process kills itself there.
 FAULT_ENV = "EC2OPS_TEST_KILL_AT"
 
@@ -183,6 +189,8 @@ class Deployer:
         self.restart_policy, self.switch_command = p["restart_policy"], p["nginx_switch_command"]
         self.log_lines = p["failure_log_lines"]
         self.schema_rollback = p["schema_rollback"]
+        self.lock_message, self.run_service, self.run_command = p["lock_message"], p["run_service"], p["run_command"]
+        self.run_timeout = p["run_timeout"]
         self.deployed_by = p["deployed_by"] or _user()
         self.history = None
         self.story = []
@@ -230,6 +238,9 @@ class Deployer:
 
     def _locked_run(self):
         self.history = self._load_history()
+        if self.state in OPERATOR_STATES:
+            return self._act(False)
+        self._refuse_if_held()
         repaired = self._reconcile()
         try:
             result = self._act(False)
@@ -241,14 +252,83 @@ class Deployer:
         return result
 
     def _act(self, check_mode):
+        if self.state in ("locked", "unlocked"):
+            return self._set_hold(check_mode)
+        if self.state == "ran":
+            return self.run_once(check_mode)
+        self._refuse_if_held()
         if self.state == "rolled_back":
             return self.rollback(self.release_opt, check_mode)
         return self.deploy(check_mode)
 
+    def _refuse_if_held(self):
+        hold = read_hold(self.state_dir)
+        if hold:
+            raise DeployError(
+                f"deploys of {self.project} are held by {hold.get('user', '?')} since {hold.get('since', '?')}: "
+                f"{hold.get('message') or '(no message)'}. Nothing was changed. When it is over, release the hold "
+                "(ansible-playbook app.yml -e do=unlock, or compose_deploy state=unlocked).",
+                hold=hold,
+            )
+
+    # ------------------------------------------------------- hold and run
+    def _set_hold(self, check_mode):
+        """Hold deploys and rollbacks (an incident, a freeze) with a message, or release the hold."""
+        path = os.path.join(self.state_dir, HOLD_FILE)
+        hold = read_hold(self.state_dir)
+        if self.state == "unlocked":
+            if not hold:
+                self.say(f"deploys of {self.project} are not held; nothing to do")
+                return {"changed": False, "hold": None}
+            if not check_mode:
+                os.unlink(path)
+                held = {"held_by": hold.get("user"), "message": hold.get("message")}
+                self._audit("unlock", None, "released", 0, extra=held)
+            self.say(f"released the hold of {hold.get('user', '?')} ({hold.get('message') or 'no message'})")
+            return {"changed": True, "hold": None}
+        wanted = {"user": self.deployed_by, "message": self.lock_message}
+        if hold and {k: hold.get(k) for k in wanted} == wanted:
+            self.say(f"deploys of {self.project} are already held by {hold['user']}: {hold['message'] or '-'}")
+            return {"changed": False, "hold": hold}
+        hold = dict(wanted, since=_now())
+        if not check_mode:
+            os.makedirs(self.state_dir, mode=0o700, exist_ok=True)
+            write_atomic(path, (json.dumps(hold, sort_keys=True) + "\n").encode(), 0o600)
+            self._audit("lock", None, "held", 0, extra={"message": self.lock_message})
+        self.say(f"deploys of {self.project} are held by {hold['user']}: {hold['message'] or '(no message)'}")
+        return {"changed": True, "hold": hold}
+
+    def run_once(self, check_mode):
+        """A one-off command in the current release's image, files and env files (a console task, a fix-up)."""
+        current = self.history.current_record()
+        if not current:
+            raise DeployError(f"{self.project} has no current release to run a command in: deploy one first")
+        if self.run_service not in (current.get("services") or {}):
+            known = ", ".join(sorted(current.get("services") or {})) or "none"
+            raise DeployError(
+                f"run_service {self.run_service!r} is not a service of release {current['key']} (services: {known})"
+            )
+        self._learn_record_secrets(current)
+        shown = self._mask(" ".join(shlex.quote(a) for a in self.run_command))
+        if check_mode:
+            self.say(f"would run `{shown}` in {self.run_service} of release {current['key']}")
+            return {"changed": True, "release": current["key"]}
+        compose = self._compose(current["files"], current["env_files"], self._files_dir(current))
+        entry, output = self._one_off(
+            compose, current, self.run_service, self.run_command, self.run_timeout, "run", f"run-{os.getpid()}"
+        )
+        result = {"changed": True, "release": current["key"], "output": output, **entry}
+        if entry["exit_code"] != 0:
+            what = f"exited with code {entry['exit_code']}"
+            if entry["timed_out"]:
+                what = "ran past its timeout and was stopped"
+            raise DeployFailed(f"`{shown}` in {self.run_service} {what}:\n{_tail(output, 50)}", result)
+        return result
+
     def _holder(self):
         return {
             "user": self.deployed_by,
-            "action": "rollback" if self.state == "rolled_back" else "deploy",
+            "action": {"rolled_back": "rollback", "deployed": "deploy"}.get(self.state, self.state),
             "release": self.release_opt,
             "pid": os.getpid(),
             "started": _now(),
@@ -259,7 +339,7 @@ class Deployer:
 
     def _finish(self, result):
         result["story"] = self.story
-        return _mask_tree(result, self._secrets - self._names)
+        return mask_tree(result, self._secrets - self._names)
 
     def _masked_story(self):
         return [self._mask(line) for line in self.story]
@@ -620,6 +700,7 @@ class Deployer:
                 if _running(container) and container["Id"] not in self.retired:
                     check, spec = self._check_for(service, container["Id"])
                     checks.append((service, container, check, spec))
+        watches = self._error_watches(checks)
         start = self.clock()
         failures = {}
         interval = min([spec["interval"] for _s, _c, _k, spec in checks] or [1.0])
@@ -631,8 +712,37 @@ class Deployer:
                 if fatal or failures[key] >= spec["retries"]:
                     detail = f"during the {self.verify_seconds}s verify window: {detail}"
                     return _ServiceUnhealthy(service, detail, container, "")
+            failed = self._judge_errors(watches)
+            if failed:
+                return failed
             fault_point("verify")
             self.sleep(interval)
+        failed = self._judge_errors(watches)
+        for service, watch, _container in watches:
+            self.say(f"  {service}: error watch: {watch.describe()}")
+        return failed
+
+    def _error_watches(self, checks):
+        """An ErrorWatch per rolling service with ``error_watch``, on its serving containers' addresses."""
+        watches = []
+        for service in dict.fromkeys(s for s, _c, _k, _p in checks):
+            opts = self.services_opts.get(service) or {}
+            if not opts.get("error_watch"):
+                continue
+            containers = [c for s, c, _k, _p in checks if s == service]
+            servers = [f"{_container_ip(c)}:{opts['port']}" for c in containers]
+            w = opts["error_watch"]
+            watch = ErrorWatch(w["access_log"], servers, w["max_percent"], w["min_requests"]).start()
+            watches.append((service, watch, containers[0]))
+        return watches
+
+    def _judge_errors(self, watches):
+        for service, watch, container in watches:
+            ok, detail = watch.poll()
+            if not ok:
+                return _ServiceUnhealthy(
+                    service, f"during the {self.verify_seconds}s verify window, {detail}", container, ""
+                )
         return None
 
     def _drift(self, record):
@@ -808,20 +918,27 @@ class Deployer:
     def _run_release_command(self, compose, record, service):
         """Run one release command to its end or its timeout: ``(history entry, masked output)``."""
         opts = self.services_opts[service]
-        name = f"{self.project}-release-{record['key'].replace('+', '-')}-{service}"
-        shown = self._mask(" ".join(shlex.quote(a) for a in opts["release_command"]))
-        self.say(f"  {service}: release command `{shown}` (timeout {opts['release_timeout']}s)")
-        self.docker.remove([name])  # a run killed during its release command left it behind
+        return self._one_off(
+            compose, record, service, opts["release_command"], opts["release_timeout"], "release_command", "release"
+        )
+
+    def _one_off(self, compose, record, service, command, timeout, action, kind):
+        """A one-off container of ``service`` from ``record``'s pinned image and files, run to its end or
+        ``timeout``, then removed; audited with its masked output: ``(entry, masked output)``."""
+        name = f"{self.project}-{kind}-{record['key'].replace('+', '-')}-{service}"
+        shown = self._mask(" ".join(shlex.quote(a) for a in command))
+        self.say(f"  {service}: {action.replace('_', ' ')} `{shown}` (timeout {timeout}s)")
+        self.docker.remove([name])  # a run killed during its command left it behind
         t0 = self.clock()
         state, output = {}, ""
         try:
-            compose.run_detached(service, opts["release_command"], name, [self._override(record)])
+            compose.run_detached(service, command, name, [self._override(record)])
             while True:
                 found = self.docker.inspect_containers([name])
                 state = (found[0].get("State") or {}) if found else {"Status": "gone"}
-                if state.get("Status") in ("exited", "dead", "gone") or self.clock() - t0 >= opts["release_timeout"]:
+                if state.get("Status") in ("exited", "dead", "gone") or self.clock() - t0 >= timeout:
                     break
-                fault_point("release-command")
+                fault_point(action)
                 self.sleep(0.5)
             output = self._mask(self.docker.logs(name, RELEASE_OUTPUT_LINES))
         except DockerError as exc:
@@ -835,18 +952,18 @@ class Deployer:
             "command": shown,
             "exit_code": code,
             "timed_out": timed_out,
-            "timeout": opts["release_timeout"],
+            "timeout": timeout,
             "seconds": round(self.clock() - t0, 2),
             "at": _now(),
         }
         self._audit(
-            "release_command",
+            action,
             record["key"],
             "ok" if code == 0 else "failed",
             entry["seconds"],
             extra={"service": service, "command": shown, "exit_code": code, "output": output},
         )
-        self.say(f"  {service}: release command {'ran' if code == 0 else 'FAILED'} in {entry['seconds']}s")
+        self.say(f"  {service}: {action.replace('_', ' ')} {'ran' if code == 0 else 'FAILED'} in {entry['seconds']}s")
         return entry, output
 
     def _roll_out(self, record, current, result, t0):
@@ -1209,14 +1326,16 @@ def _describe(exc):
     return f"unexpected {type(exc).__name__}: {exc}"
 
 
-def _mask_tree(value, secrets):
-    if isinstance(value, str):
-        return mask(value, secrets)
-    if isinstance(value, list):
-        return [_mask_tree(v, secrets) for v in value]
-    if isinstance(value, dict):
-        return {k: _mask_tree(v, secrets) for k, v in value.items()}
-    return value
+def read_hold(state_dir):
+    """The operator's hold on deploys (``{user, message, since}``), or None."""
+    try:
+        with open(os.path.join(state_dir, HOLD_FILE), encoding="utf-8") as handle:
+            hold = json.loads(handle.read())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError):
+        return {"user": "?", "message": f"{HOLD_FILE} is unreadable: remove it to release the hold"}
+    return hold if isinstance(hold, dict) else {"user": "?", "message": f"{HOLD_FILE} is not a hold"}
 
 
 def _tail(text, lines):

@@ -189,6 +189,17 @@ def mask(text, secrets):
     return text
 
 
+def mask_tree(value, secrets):
+    """``value`` (strings, lists and dicts, nested) with every secret in its strings masked."""
+    if isinstance(value, str):
+        return mask(value, secrets)
+    if isinstance(value, list):
+        return [mask_tree(v, secrets) for v in value]
+    if isinstance(value, dict):
+        return {k: mask_tree(v, secrets) for k, v in value.items()}
+    return value
+
+
 def http_check(url, status=200, body=None, timeout=2.0, opener=open_url, headers=None, secrets=()):
     """GET ``url``: ``(ok, detail)``; detail has the status and the start of the body.
 

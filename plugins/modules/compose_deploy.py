@@ -108,6 +108,12 @@ options:
         the files of the release being checked, so a token never is a module argument; its value is removed from
         every health detail and error. Put secrets only as such references, never as literal values (this option
         is not C(no_log)).
+      - C(error_watch) (rolling services) watches real traffic during the verify window as well as the health check.
+        C(access_log) is the nginx site's JSON access log (the nginx role writes C(/var/log/nginx/<site>.access.log) in
+        its C(ec2ops_json) format). The new containers' answers logged after the switch are counted, and when at least
+        C(min_requests) (default 50) were answered and more than C(max_percent) (default 2) percent of them were 5xx,
+        the release is judged bad and rolled back, whatever its health endpoint says. With fewer requests it is not
+        judged; the summary says what it saw.
       - C(release_command) (argv list, for example C([python, manage.py, migrate])) is the service's release phase.
         After every image is pulled and before anything the app runs on changes, it runs once per deploy attempt in a
         one-off container of the service (C(docker compose run --no-deps)), from the release's pinned image, compose

@@ -6,8 +6,9 @@
   verbosity=..., json_output=True)`` returns a ``PlaybookRun`` with ``rc``, ``stdout``,
   ``stderr``, ``output`` (both) and ``task(name)`` (the host result of a task, parsed from
   the ansible.posix.json callback).  AWS credentials are fake (testing/testing).
-* ``app_images`` (session): ec2ops-test/deploy-app:v1..v4 built from the demo app (v3 fails its
-  health check, v4 fails 3 s after boot); returns the repository name.
+* ``app_images`` (session): ec2ops-test/deploy-app:v1..v5 built from the demo app (v3 fails its
+  health check, v4 fails 3 s after boot, v5 answers 500 to every 10th request while its health
+  endpoint stays fine); returns the repository name.
 * ``compose_config`` (session): a function ``(project_dir, compose_file="compose.yml")`` that
   returns ``docker compose config --format json`` as a dict, Compose's ``$$`` output
   escaping undone.
@@ -280,13 +281,15 @@ DEPLOY_APP = "ec2ops-test/deploy-app"
 
 @pytest.fixture(scope="session")
 def app_images():
-    """v1, v2 (healthy), v3 (health endpoint fails) and v4 (fails 3 s after boot) of the demo app."""
+    """v1, v2 (healthy), v3 (health endpoint fails), v4 (fails 3 s after boot) and v5 (10 % of requests fail)."""
     for version, env in (
         ("v1", "FAIL_HEALTH=0"),
         ("v2", "FAIL_HEALTH=0"),
         ("v3", "FAIL_HEALTH=1"),
         # Healthy at first, failing 3 s after boot: only a post-cut-over watch catches it.
         ("v4", "FAIL_HEALTH_AFTER=3"),
+        # Healthy by its health endpoint while every 10th API request fails: only the error watch sees it.
+        ("v5", "FAIL_EVERY=10"),
     ):
         build_demo_variant(f"{DEPLOY_APP}:{version}", f"APP_VERSION={version} {env}")
     return DEPLOY_APP

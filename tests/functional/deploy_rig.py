@@ -16,6 +16,7 @@ import http.client
 import json
 import os
 import pathlib
+import re
 import shutil
 import socket
 import statistics
@@ -56,6 +57,11 @@ http {{
 """
 
 
+ROLE_LOG_FORMAT = re.search(
+    r"log_format ec2ops_json .*?'\}';", (ROOT / "roles/nginx/templates/nginx.conf.j2").read_text(), re.S
+).group(0)
+
+
 def build_demo_variant(tag, env):
     """Build ``tag`` from the demo app image with the ENV line ``env`` (e.g. ``APP_VERSION=v2 FAIL_HEALTH=1``)."""
     subprocess.run(
@@ -84,6 +90,10 @@ class PrivateNginx:
         (self.dir / "tmp").mkdir()
         self.port = free_port()
         conf = NGINX_CONF.replace("{upstream}", upstream).format(d=self.dir, port=self.port)
+        # The nginx role's JSON access log, in its own format, as the error-rate watch reads it.
+        self.access_log = self.dir / "access.log"
+        logging = f"    {ROLE_LOG_FORMAT}\n    access_log {self.access_log} ec2ops_json;\n"
+        conf = conf.replace("    access_log off;\n", logging)
         (self.dir / "nginx.conf").write_text(conf)
         self.switch = self.dir / "ec2ops-nginx-upstream"
         self._render_switch_script()

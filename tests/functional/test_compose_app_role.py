@@ -2,7 +2,8 @@
 
 Runs the role with connection local, under this machine's /usr/bin/python3, which has no boto3
 (Debian's python3 without python3-boto3): compose_app_env alone must write .env and deploy.
-The role stages compose files and .env in .ec2ops/incoming; compose_deploy installs them.
+The role stages .env in .ec2ops/incoming and sends the rendered compose files as text;
+compose_deploy installs them.
 """
 
 import http.server
@@ -101,9 +102,19 @@ class _Webhook:
         self.server.server_close()
 
 
-def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app, app_images):
-    """Issue 17: rollback.yml never notified; now deploys, rollbacks and failed rollbacks all do."""
+def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app, app_images, tmp_path):
+    """Issue 17: rollback.yml never notified; now deploys, rollbacks and failed rollbacks all do, and the
+    after-failure hook runs on the failure only."""
     hook = _Webhook()
+    marker = tmp_path / "after-failure.txt"
+    failure_hook = tmp_path / "after-failure.yml"
+    failure_hook.write_text(
+        "- name: Record the failure\n"
+        "  ansible.builtin.copy:\n"
+        f"    dest: {marker}\n"
+        '    content: "{{ __compose_app_deploy.msg }}"\n'
+        "    mode: '0600'\n"
+    )
     extra = {
         "compose_app_name": app["name"],
         "compose_app_dir": str(app["dir"]),
@@ -113,6 +124,7 @@ def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app,
         "compose_app_prune_images": False,
         "compose_app_verify_seconds": 1,
         "compose_app_notify_webhook_url": hook.url,
+        "compose_app_hooks_after_failure": [str(failure_hook)],
         "app_port": app["port"],
     }
     try:
@@ -124,6 +136,7 @@ def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app,
             assert run.rc == 0, run.output
         rollback = ansible_playbook(HERE / "deploy.yml", extra_vars=dict(extra, compose_app_state="rolled_back"))
         assert rollback.rc == 0, rollback.output
+        assert not marker.exists()
         refused = ansible_playbook(
             HERE / "deploy.yml", extra_vars=dict(extra, compose_app_state="rolled_back", compose_app_rollback_to="nope")
         )
@@ -138,5 +151,6 @@ def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app,
     ]
     assert hook.bodies[2]["previous_release"] == "v2" and "rollback to release v1 done" in hook.bodies[2]["text"]
     assert "nope" in hook.bodies[3]["failure"]
+    assert "nope" in marker.read_text()
     assert hook.bodies[3]["text"].startswith(f"{app['name']} on localhost: FAILED rollback")
     assert all(b["by"] for b in hook.bodies)

@@ -368,6 +368,43 @@ def test_three_replicas_roll_together_under_load_without_a_failed_request(stack)
     assert set(state["upstreams"][s.nginx.upstream]["containers"]) == {c for c, _i in api}
 
 
+# ------------------------------------------------------------------- issue 17: error-rate watch
+def test_the_error_watch_rolls_back_a_release_whose_api_fails_while_its_health_check_passes(stack):
+    """v5's health endpoint is fine, but it answers 500 to every 10th request: under load, the verify window
+    reads nginx's JSON access log (the nginx role's format), sees the rate and rolls back; a healthy release
+    under the same load and watch passes."""
+    s = stack()
+
+    def watched(**more):
+        args = s.args()
+        args["services"]["api"]["error_watch"] = {"access_log": str(s.nginx.access_log), "max_percent": 2}
+        return {"services": args["services"], "verify_seconds": 6, **more}
+
+    assert s.deploy("v1", **watched())[0] == 0
+    load = Load(s.nginx.port, rate=60)
+    load.start()
+    time.sleep(1)
+    rc, result, out = s.deploy("v5", **watched())
+    load.stop()
+    assert rc != 0, out
+    assert "during the 6s verify window" in result["msg"] and "% of its requests failed with 5xx" in result["msg"]
+    assert result["rolled_back"] is True and s.history()["current"] == "v1"
+    assert {i for _c, i in s.running("api")} == {image_id("v1")}
+    assert s.served() == (200, "env-one")
+    assert load.summary()["requests"] > 100
+
+    load = Load(s.nginx.port, rate=60)
+    load.start()
+    time.sleep(1)
+    rc, result, out = s.deploy("v2", **watched())
+    time.sleep(1)
+    load.stop()
+    assert rc == 0, out
+    assert any(line.startswith("  api: error watch: 0.0% of its requests failed") for line in result["story"]), out
+    assert load.summary()["failed"] == 0, load.summary()
+    assert_consistent(s)
+
+
 # ------------------------------------------------------------------------------ item 7
 def test_a_refused_nginx_switch_removes_the_new_containers_and_says_why(stack):
     s = stack()

@@ -255,6 +255,68 @@ def test_maintenance_playbook_switches_the_site_on_and_off(up):
     assert refused.returncode != 0 and "say -e state=on or -e state=off" in refused.stdout
 
 
+def test_operator_commands_read_hold_and_run_over_ssh_and_through_ansible_runner(up, tmp_path):
+    """Issue 17: app.yml's commands against the instance over SSH; a hold fails a deploy naming who and why."""
+    env = up.playbook_env()
+    secrets = [v for k, v in up.secret_values().items() if k.endswith(("PASSWORD", "SECRET"))]
+
+    def app(*args):
+        done = up.run("ansible-playbook", "app.yml", "-i", "inventories/local", *args, env=env)
+        for value in secrets:
+            assert value not in done.stdout + done.stderr, f"a secret appears in app.yml {args}"
+        return done
+
+    current = json.loads(up.instance("cat", "/opt/ticketing/.ec2ops/history.json").stdout)["current"]
+    status = app("-e", "do=status")
+    assert status.returncode == 0, status.stdout[-3000:]
+    assert f"ticketing: release {current}, deployed by " in status.stdout
+    assert "deploys: not held" in status.stdout and "gateway: as released; 1/1 running, health healthy" in status.stdout
+    history = app("-e", "do=history")
+    assert f"* {current} " in history.stdout, history.stdout[-3000:]
+    assert " deploy " in app("-e", "do=audit", "-e", "lines=5").stdout
+    logs = app("-e", "do=logs", "-e", "service=gateway", "-e", "lines=5")
+    assert logs.returncode == 0 and "== ticketing-gateway" in logs.stdout, logs.stdout[-3000:]
+
+    # A hold: the deploy fails naming the holder's message and changes nothing, until unlock.
+    held = app("-e", "do=lock", "-e", json.dumps({"message": "incident 42: payments down"}))
+    assert held.returncode == 0, held.stdout[-3000:]
+    try:
+        deploy = up.run(
+            "ansible-playbook", "deploy.yml", "-i", "inventories/local", "-e", "compose_app_release=v1", env=env
+        )
+        assert deploy.returncode != 0
+        assert "are held by" in deploy.stdout and "incident 42: payments down" in deploy.stdout, deploy.stdout[-3000:]
+        assert "deploys held by" in app("-e", "do=status").stdout
+        assert json.loads(up.instance("cat", "/opt/ticketing/.ec2ops/history.json").stdout)["current"] == current
+    finally:
+        released = app("-e", "do=unlock")
+    assert released.returncode == 0 and "released the hold" in released.stdout, released.stdout[-3000:]
+
+    # run: refused without the confirmation; with it, the command runs in the release, its output masked.
+    command = json.dumps({"command": ["sh", "-c", "echo url=$DATABASE_URL"]})
+    refused = app("-e", "do=run", "-e", "service=gateway", "-e", command)
+    assert refused.returncode != 0 and "-e confirm=yes" in refused.stdout
+    ran = app("-e", "do=run", "-e", "service=gateway", "-e", command, "-e", "confirm=yes")
+    assert ran.returncode == 0, ran.stdout[-3000:]
+    # The release's DATABASE_URL, its password (a value of .env) masked.
+    assert "url=postgres://" in ran.stdout and ":***@" in ran.stdout, ran.stdout[-3000:]
+
+    # The same commands as AWX runs them (ansible-runner, the exported inventory).
+    imported = up.run(
+        "ansible-inventory", "-i", "inventories/local", "--list", "--export", "--yaml", env=env, timeout=120
+    )
+    job = awx_runner.run_job(
+        tmp_path,
+        "app.yml",
+        inventory=imported.stdout,
+        extravars={"do": "status"},
+        envvars={k: v for k, v in env.items() if k.startswith("EC2OPS_")},
+        timeout=300,
+    )
+    assert (job.rc, job.status) == (0, "successful"), job.stdout[-4000:]
+    assert f"ticketing: release {current}" in job.stdout
+
+
 def test_moving_sshd_off_the_connected_port_is_refused_before_any_change(up):
     """Issue 20: over real SSH (the run reaches sshd on the instance's port 22), host_ssh_port 2200 would move
     sshd and the firewall away from the connection; the host role refuses it before touching anything."""

@@ -210,6 +210,8 @@ def test_job_templates_for_deploy_rollback_provision_judge0(awx_objects):
         "ec2ops rollback": "rollback.yml",
         "ec2ops provision": "playbooks/provision.yml",
         "ec2ops judge0": "judge0.yml",
+        "ec2ops app": "app.yml",
+        "ec2ops maintenance": "maintenance.yml",
     }
     assert (ROOT / "playbooks" / "provision.yml").is_file()
     specs = surveys()
@@ -220,7 +222,7 @@ def test_job_templates_for_deploy_rollback_provision_judge0(awx_objects):
         assert template["allow_simultaneous"] is False
         assert template["execution_environment"] == "ec2ops.stack"
     # Credentials by name only: the deploy key for jobs on hosts, the AWS credential to provision.
-    for kind in ("deploy", "rollback", "judge0"):
+    for kind in ("deploy", "rollback", "judge0", "app", "maintenance"):
         assert templates[f"ec2ops {kind}"]["credentials"] == ["ec2ops deploy key"]
         assert templates[f"ec2ops {kind}"]["ask_limit_on_launch"] is True
     assert templates["ec2ops provision"]["credentials"] == ["ec2ops AWS"]
@@ -230,7 +232,7 @@ def test_job_templates_for_deploy_rollback_provision_judge0(awx_objects):
 # Surveys -----------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("kind", ["deploy", "rollback", "provision", "judge0"])
+@pytest.mark.parametrize("kind", ["deploy", "rollback", "provision", "judge0", "app", "maintenance"])
 def test_survey_is_a_valid_awx_survey_spec(kind):
     survey = surveys()[kind]
     assert set(survey) == {"name", "description", "spec"}
@@ -269,6 +271,17 @@ def test_rollback_survey_requires_a_confirmation():
         "",
     )
     assert asked["compose_app_rollback_to"]["default"] == "previous"
+
+
+def test_app_survey_offers_every_command_and_run_needs_the_confirmation():
+    """Issue 17: the operator commands as one AWX job template; its choices are exactly app.yml's."""
+    asked = questions("app")
+    assert asked["do"]["choices"] == ["status", "history", "audit", "logs", "lock", "unlock", "run"]
+    playbook = (ROOT / "playbooks" / "app.yml").read_text()
+    assert "do | default('') in ['status', 'history', 'audit', 'logs', 'lock', 'unlock', 'run']" in playbook
+    assert (asked["confirm"]["choices"], asked["confirm"]["default"]) == (["yes"], "")
+    assert "confirm | default('') | string == 'yes'" in playbook
+    assert questions("maintenance")["state"]["choices"] == ["on", "off"]
 
 
 def test_provision_and_judge0_surveys():

@@ -13,6 +13,8 @@ Behaviour switches (environment):
   FAIL_HEALTH_AFTER  seconds after boot from which the health endpoint answers 503
                    (a release that passes its first checks and dies later)
   IGNORE_SIGTERM   "1": ignore SIGTERM, as many real services do (docker stop then waits)
+  FAIL_EVERY       N: every Nth request to anything but the health endpoint answers 500
+                   (a release whose health check is fine while its API fails some requests)
   DATABASE_URL     postgres://user:pass@host:port/db, checked by the health endpoint
   REDIS_URL        redis://:pass@host:port/0, checked by the health endpoint
 The health answer names what it checked, never a password.
@@ -23,11 +25,13 @@ import os
 import signal
 import socket
 import sys
+import threading
 import time
 import urllib.parse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 VERSION = os.environ.get("APP_VERSION", "dev")
+COUNTER = {"n": 0, "lock": threading.Lock()}
 HOSTNAME = socket.gethostname()
 BOOTED = {"at": time.monotonic()}
 
@@ -97,6 +101,14 @@ class Handler(BaseHTTPRequestHandler):
                 {"status": "ok" if ok else "failing", "database": db_detail, "redis": redis_detail, "version": VERSION},
             )
             return
+        every = int(os.environ.get("FAIL_EVERY", "0") or 0)
+        if every > 0:
+            with COUNTER["lock"]:
+                COUNTER["n"] += 1
+                failing = COUNTER["n"] % every == 0
+            if failing:
+                self._send(500, {"error": "internal error", "version": VERSION})
+                return
         self._send(200, {"version": VERSION, "hostname": HOSTNAME, "path": self.path})
 
     def log_message(self, *args):

@@ -91,7 +91,7 @@ class FakeDocker:
                 container["State"]["StartedAt"] = f"2026-01-01T00:01:{container['RestartCount']:02d}Z"
         return [json.loads(json.dumps(self.containers[i])) for i in ids if i in self.containers]
 
-    def logs(self, container_id, tail=10):
+    def logs(self, container_id, tail=10, since=None):
         return self.containers.get(self._id(container_id), {}).get("_logs", "")
 
     def remove(self, ids):

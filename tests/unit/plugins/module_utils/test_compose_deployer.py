@@ -556,3 +556,50 @@ def test_release_command_options_are_checked(tmp_path):
         app.run("v1", services={"api": {"release_command": []}})
     with pytest.raises(DeployError, match=r"services.api.release_timeout must be at least 1"):
         app.run("v1", services={"api": {"release_command": ["true"], "release_timeout": 0}})
+
+
+# ---------------------------------------------------------- issue 17: operator hold and one-off runs
+def test_a_hold_refuses_deploys_and_rollbacks_naming_who_and_why_until_released(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    app.run("v2", api="v2")
+    held = app.run(None, state="locked", lock_message="incident 42: payments down", deployed_by="alice")
+    assert held["changed"] and held["hold"]["user"] == "alice"
+    assert (
+        app.run(None, state="locked", lock_message="incident 42: payments down", deployed_by="alice")["changed"]
+        is False
+    )
+    for attempt in ({"release": "v3", "api": "v3"}, {"release": "v1", "state": "rolled_back"}):
+        release = attempt.pop("release")
+        with pytest.raises(DeployError, match=r"held by alice since .*: incident 42: payments down\. Nothing was"):
+            app.run(release, **attempt)
+    # A dry run says so too.
+    with pytest.raises(DeployError, match="held by alice"):
+        app.run("v3", check_mode=True, api="v3")
+    assert app.history()["current"] == "v2" and app.images("api") == ["reg/api:v2"]
+    assert app.run(None, state="unlocked")["changed"] is True
+    assert app.run(None, state="unlocked")["changed"] is False
+    app.run("v3", api="v3")
+    assert app.history()["current"] == "v3"
+    actions = [e["action"] for e in audit_lines(app)]
+    assert actions.count("lock") == 1 and actions.count("unlock") == 1
+
+
+def test_a_one_off_run_uses_the_current_release_and_masks_its_output(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    command = ["python", "manage.py", "shell", "-c", "print(1)"]
+    app.docker.oneoff_results[tuple(command)] = {"exit_code": 0, "logs": f"connected to {SECRET}\n1"}
+    result = app.run(None, state="ran", run_service="api", run_command=command, run_timeout=60)
+    (run,) = app.docker.oneoff_runs
+    assert run["image"] == app.docker.images_by_ref["reg/api:v1"]["Id"]
+    assert all("/.ec2ops/releases/v1/" in f for f in run["files"])
+    assert result["exit_code"] == 0 and result["output"] == "connected to ***\n1"
+    assert [e["action"] for e in audit_lines(app)][-1] == "run"
+    assert not [c for c in app.docker.containers.values() if c.get("Name")]
+    app.docker.oneoff_results[("false",)] = {"exit_code": 1, "logs": "no"}
+    with pytest.raises(DeployFailed, match="`false` in api exited with code 1"):
+        app.run(None, state="ran", run_service="api", run_command=["false"])
+    with pytest.raises(DeployError, match=r"run_service 'db' is not a service of release v1 \(services: api, worker\)"):
+        app.run(None, state="ran", run_service="db", run_command=["true"])
+    assert app.history()["current"] == "v1" and len(app.docker.oneoff_runs) == 2
