@@ -88,6 +88,7 @@ ARGUMENT_SPEC = dict(
     run_command=dict(type="list", elements="str"),
     run_timeout=dict(type="int", default=600),
     schema_rollback=dict(type="str", choices=["warn", "refuse"], default="warn"),
+    rollback_env=dict(type="str", choices=["release", "current"], default="release"),
 )
 REQUIRED_IF = [("state", "rolled_back", ["release"]), ("state", "ran", ["run_service", "run_command"])]
 _MINIMA = {"wait_timeout": 1, "verify_seconds": 0, "keep_releases": 1, "keep_failed": 0, "lock_timeout": 0}

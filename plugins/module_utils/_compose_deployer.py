@@ -188,7 +188,7 @@ class Deployer:
         self.secret_versions, self.mask_values = p["secret_versions"], p["mask_values"]
         self.restart_policy, self.switch_command = p["restart_policy"], p["nginx_switch_command"]
         self.log_lines = p["failure_log_lines"]
-        self.schema_rollback = p["schema_rollback"]
+        self.schema_rollback, self.rollback_env = p["schema_rollback"], p["rollback_env"]
         self.lock_message, self.run_service, self.run_command = p["lock_message"], p["run_service"], p["run_command"]
         self.run_timeout = p["run_timeout"]
         self.deployed_by = p["deployed_by"] or _user()
@@ -790,9 +790,28 @@ class Deployer:
             self.say(f"would deploy release {release} (current: {result['previous_release'] or 'none'})")
             result["diff"] = self._plan(current, release, digest, files)
             return result
+        secrets_only = self._secrets_only(current, release, files, env_files)
         attempt = self._prepare(release, files, env_files, digest, current)
+        if secrets_only:
+            attempt["secrets_only"] = True
+            result["secrets_only"] = True
+            self.say(f"secrets-only release: the images and compose files of {release} are the same, .env changed")
         self._release_phase(attempt, current, result, t0)
         return self._roll_out(attempt, current, result, t0)
+
+    def _secrets_only(self, current, release, files, env_files):
+        """Whether this attempt changes only the env files of the running release (a secret rotation)."""
+        if not current or current["release"] != release or current.get("requested_images") != self.images:
+            return False
+        if current.get("files") != files or current.get("env_files") != env_files:
+            return False
+        kept = self._files_dir(current)
+        try:
+            same_compose = all(self._source(n) == _read(os.path.join(kept, n)) for n in files)
+            same_env = all(self._source(n) == _read(os.path.join(kept, n)) for n in env_files)
+        except OSError:
+            return False
+        return same_compose and not same_env
 
     def _already_deployed(self, current, result, check_mode):
         """Nothing to deploy; nginx is re-pointed at the serving containers if their addresses moved."""
@@ -1154,6 +1173,11 @@ class Deployer:
                 )
             self.say(f"warning: {warning}")
             result["warnings"] = [warning]
+        if self.rollback_env == "current" and current and current["key"] != record["key"]:
+            return dict(
+                self._rollback_with_current_env(record, current, check_mode),
+                **{k: v for k, v in result.items() if k == "warnings"},
+            )
         if check_mode:
             self.say(f"would roll back from {result['previous_release']} to {record['key']}")
             return result
@@ -1171,6 +1195,25 @@ class Deployer:
         result["services"] = {n: {"seconds_to_healthy": s} for n, s in timings.items()}
         result["durations"] = {"total": round(self.clock() - t0, 2)}
         self._audit("rollback", record["key"], "rolled_back_to", result["durations"]["total"])
+        return result
+
+    def _rollback_with_current_env(self, record, current, check_mode):
+        """``rollback_env=current``: ``record``'s images and compose files with today's env files, deployed as a
+        new attempt of its release through the whole gate (after a rotation revoked the old credentials)."""
+        kept, now = self._files_dir(record), self._files_dir(current)
+        self.contents = {n: _read(os.path.join(kept, n)) for n in record["files"]}
+        self.contents.update({n: _read(os.path.join(now, n)) for n in current["env_files"]})
+        self.files_opt, self.env_files_opt = list(record["files"]), list(current["env_files"])
+        # The exact images it ran: pinned by digest (or local image id), already on the host or pullable.
+        self.images = {n: svc["pinned"] for n, svc in (record.get("services") or {}).items() if svc.get("pinned")}
+        self.pull_policy = "missing" if self.pull_policy == "always" else self.pull_policy
+        self.release_opt = record["release"]
+        self.say(
+            f"rolling back to the images and compose files of {record['key']} with the env files of "
+            f"{current['key']} (rollback_env=current)"
+        )
+        result = self.deploy(check_mode)
+        result.update(rolled_back=True, rollback_env="current")
         return result
 
     def _schema_steps_after(self, record):

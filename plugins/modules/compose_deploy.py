@@ -184,6 +184,15 @@ options:
   deployed_by:
     description: Who deploys, for the history and audit log. Defaults to C(SUDO_USER) or the user running the module.
     type: str
+  rollback_env:
+    description:
+      - The env files a rollback (O(state=rolled_back)) runs with. V(release) restores the release exactly, with the
+        env files it ran with. V(current) takes its images (pinned) and compose files with the current release's env
+        files, and deploys them as a new attempt of that release through the whole health gate - for a rollback
+        after a secret rotation revoked the credentials the older release ran with.
+    type: str
+    choices: [release, current]
+    default: release
   schema_rollback:
     description:
       - What a rollback does when a later attempt ran a C(release_command) (the database schema may be ahead of the
@@ -291,6 +300,12 @@ durations:
   returned: on deploy
   type: dict
   sample: {pull: 3.1, verify: 30.0, total: 41.7}
+secrets_only:
+  description:
+    - True when this attempt changed only the env files of the running release (a secret rotation), the images and
+      compose files being the same; the history records it too.
+  returned: when true
+  type: bool
 release_commands:
   description: The release commands this attempt ran, with exit code, seconds and whether they timed out.
   returned: when a service has a release_command

@@ -276,9 +276,9 @@ def test_rollback_survey_requires_a_confirmation():
 def test_app_survey_offers_every_command_and_run_needs_the_confirmation():
     """Issue 17: the operator commands as one AWX job template; its choices are exactly app.yml's."""
     asked = questions("app")
-    assert asked["do"]["choices"] == ["status", "history", "audit", "logs", "lock", "unlock", "run"]
+    assert asked["do"]["choices"] == ["status", "history", "audit", "logs", "lock", "unlock", "run", "rotate"]
     playbook = (ROOT / "playbooks" / "app.yml").read_text()
-    assert "do | default('') in ['status', 'history', 'audit', 'logs', 'lock', 'unlock', 'run']" in playbook
+    assert "do | default('') in ['status', 'history', 'audit', 'logs', 'lock', 'unlock', 'run', 'rotate']" in playbook
     assert (asked["confirm"]["choices"], asked["confirm"]["default"]) == (["yes"], "")
     assert "confirm | default('') | string == 'yes'" in playbook
     assert questions("maintenance")["state"]["choices"] == ["on", "off"]

@@ -603,3 +603,33 @@ def test_a_one_off_run_uses_the_current_release_and_masks_its_output(tmp_path):
     with pytest.raises(DeployError, match=r"run_service 'db' is not a service of release v1 \(services: api, worker\)"):
         app.run(None, state="ran", run_service="db", run_command=["true"])
     assert app.history()["current"] == "v1" and len(app.docker.oneoff_runs) == 2
+
+
+# -------------------------------------------------------------- issue 17: secret rotation as a release
+def test_a_changed_secret_alone_is_a_secrets_only_release_and_rollback_chooses_the_env(tmp_path):
+    app = App(tmp_path)
+    app.run("v1")
+    app.run("v2", api="v2")
+    # The rotation: the same release and images, a new value in .env.
+    app.stage_files(env=f"APP=rotated\nDATABASE_URL={SECRET}-new\nWORKER_HOST=worker\n")
+    rotated = app.run("v2", api="v2")
+    assert rotated["secrets_only"] is True and rotated["release"] == "v2"
+    assert app.history()["current"] == "v2+2" and app.history()["releases"][-1]["secrets_only"] is True
+    assert "APP=rotated" in (app.dir / ".env").read_text()
+    assert any(line.startswith("secrets-only release") for line in rotated["story"])
+    # A new image is not a secrets-only release.
+    assert "secrets_only" not in app.run("v3", api="v3")
+    app.run("v2", state="rolled_back")  # back to v2+2, the rotated env
+    assert "APP=rotated" in (app.dir / ".env").read_text()
+
+    # rollback_env=release (the default): v1 with the env it ran with.
+    app.run("v1", state="rolled_back")
+    assert "APP=one" in (app.dir / ".env").read_text() and app.images("api") == ["reg/api:v1"]
+    app.run("v2", state="rolled_back")
+
+    # rollback_env=current: v1's images and compose files with today's env, as a new attempt of v1.
+    back = app.run("v1", state="rolled_back", rollback_env="current")
+    assert back["rolled_back"] is True and back["rollback_env"] == "current"
+    assert app.history()["current"] == "v1+2"
+    assert "APP=rotated" in (app.dir / ".env").read_text() and app.images("api") == ["reg/api:v1"]
+    assert SECRET not in json.dumps(back)
