@@ -96,15 +96,25 @@ def compose_config(directory, files, env=None):
     return json.loads(result.stdout)
 
 
-# ------------------------------------------------------------------------------------ prod
-@pytest.fixture(scope="module")
-def prod(tmp_path_factory):
-    tmp = tmp_path_factory.mktemp("prod")
-    return render(tmp, "-i", str(ROOT / "inventories" / "prod" / "hosts.yml"), "-i", str(app_host(tmp)))
+# ----------------------------------------------------------------------- dev, staging, prod
+# What differs per environment (inventories/<env>/group_vars/all/env.yml); everything else is shared.
+ENVS = {
+    "dev": {"domain": "dev.ticket.example.com", "le_staging": True, "verify": 10, "instance": "t3.medium"},
+    "staging": {"domain": "staging.ticket.example.com", "le_staging": False, "verify": 30, "instance": "t3.medium"},
+    "prod": {"domain": "ticket.example.com", "le_staging": False, "verify": 30, "instance": "t3.large"},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(ENVS))
+def prod(request, tmp_path_factory):
+    """The rendering of one environment's inventory (the shape is the same in all three)."""
+    tmp = tmp_path_factory.mktemp(request.param)
+    inventory = ROOT / "inventories" / request.param / "hosts.yml"
+    return (*render(tmp, "-i", str(inventory), "-i", str(app_host(tmp))), request.param)
 
 
 def test_prod_renders_every_service_of_the_seed(prod):
-    files, variables, _dest = prod
+    files, variables, _dest, _env = prod
     assert [f["src"].rsplit("/", 3)[-3:] for f in variables["compose_app_compose_files"]] == [
         ["apps", "ticketing", "compose.yml.j2"]
     ]
@@ -119,7 +129,7 @@ def test_prod_renders_every_service_of_the_seed(prod):
 
 
 def test_prod_services_are_on_the_kafka_network_with_its_bootstrap_servers(prod):
-    files, variables, _dest = prod
+    files, variables, _dest, _env = prod
     compose = yaml.safe_load(files["compose.yml"])
     assert variables["ec2ops_kafka_enabled"] is True
     # The network the kafka role creates (kafka_network_name), joined as an external network.
@@ -133,7 +143,7 @@ def test_prod_services_are_on_the_kafka_network_with_its_bootstrap_servers(prod)
 
 
 def test_prod_services_get_the_spring_variables_the_seed_reads(prod):
-    files, _variables, _dest = prod
+    files, _variables, _dest, _env = prod
     compose = yaml.safe_load(files["compose.yml"])
     for name, service in compose["services"].items():
         env = service["environment"]
@@ -159,7 +169,7 @@ def health_paths(compose, services):
 
 
 def test_prod_healthcheck_and_deploy_check_ask_the_same_path(prod):
-    files, variables, _dest = prod
+    files, variables, _dest, _env = prod
     compose = yaml.safe_load(files["compose.yml"])
     pairs = health_paths(compose, variables["compose_app_services"])
     for name, (container_url, deploy_url) in pairs.items():
@@ -171,17 +181,80 @@ def test_prod_healthcheck_and_deploy_check_ask_the_same_path(prod):
 
 
 def test_prod_names_the_app_secret_once(prod):
-    _files, variables, _dest = prod
+    _files, variables, _dest, env = prod
     ids = [s["id"] for s in variables["compose_app_secrets"]]
-    assert ids == ["ticketing/prod/app"]
+    assert ids == [f"ticketing/{env}/app"]
     assert variables["ec2_provision_secret_names"] == ids
     docs = (ROOT / "docs" / "provisioning.md").read_text()
     assert "ticketing/prod/app" in docs
     assert "[ticketing/prod]" not in docs and "secret:ticketing/prod-" not in docs
 
 
+def test_each_environment_differs_only_where_it_says(prod):
+    _files, variables, _dest, env = prod
+    want = ENVS[env]
+    assert variables["ec2_provision_env"] == env
+    assert variables["compose_app_env"]["SPRING_PROFILES_ACTIVE"] == env
+    assert f"ticketing-{env}." in variables["compose_app_env"]["DB_HOST"]
+    assert [site["server_names"] for site in variables["nginx_sites"]] == [[want["domain"]]]
+    assert variables["nginx_letsencrypt_staging"] is want["le_staging"]
+    assert variables["compose_app_verify_seconds"] == want["verify"]
+    assert variables["ec2_provision_app_instance_type"] == want["instance"]
+
+
+@pytest.mark.parametrize("env", sorted(ENVS))
+def test_environments_share_their_group_vars(env):
+    """One copy of the shared variables: every environment links the same files, and adds only env.yml."""
+    group_vars = ROOT / "inventories" / env / "group_vars"
+    files = sorted(str(p.relative_to(group_vars)) for p in group_vars.rglob("*") if p.is_file() or p.is_symlink())
+    assert files == ["all/env.yml", "all/shared.yml", "app/shared.yml", "judge0/shared.yml"]
+    for group in ("all", "app", "judge0"):
+        link = group_vars / group / "shared.yml"
+        assert link.is_symlink()
+        assert link.resolve() == ROOT / "inventories" / "shared" / f"{group}.yml"
+    # env.yml sets ticketing_* values only (the shared files read them).
+    own = yaml.safe_load((group_vars / "all" / "env.yml").read_text())
+    assert own["ticketing_env"] == env
+    assert all(name.startswith("ticketing_") for name in own), own
+
+
+@pytest.mark.parametrize("env", sorted(ENVS))
+def test_provisioning_reads_the_same_inventory(env):
+    """playbooks/provision.yml runs on localhost: group_vars/all of the inventory reach it."""
+    vars_ = "ec2_provision_project ec2_provision_env ec2_provision_secret_names ec2_provision_app_instance_type"
+    msg = "{{ {" + ", ".join(f"'{v}': {v}" for v in vars_.split()) + "} | to_json }}"
+    env_vars = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ANSIBLE_"))}
+    env_vars.update(ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"), ANSIBLE_CALLBACK_RESULT_FORMAT="json")
+    result = subprocess.run(
+        [
+            str(pathlib.Path(sys.executable).with_name("ansible")),
+            "localhost",
+            "-i",
+            str(ROOT / "inventories" / env / "hosts.yml"),
+            "-m",
+            "ansible.builtin.debug",
+            "-a",
+            f"msg={msg}",
+        ],
+        cwd=ROOT,
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    got = json.loads(json.loads(result.stdout.split("=>", 1)[1])["msg"])
+    assert got == {
+        "ec2_provision_project": "ticketing",
+        "ec2_provision_env": env,
+        "ec2_provision_secret_names": [f"ticketing/{env}/app"],
+        "ec2_provision_app_instance_type": ENVS[env]["instance"],
+    }
+
+
 def test_prod_compose_config_accepts_it(prod):
-    _files, _variables, dest = prod
+    _files, _variables, dest, env = prod
     config = compose_config(dest, ["compose.yml"])
     if config is None:
         pytest.skip("no docker compose CLI on this machine")
@@ -219,3 +292,65 @@ def test_local_demo_renders_as_before(tmp_path):
     got = config["services"]["gateway"]["environment"]
     assert got["DATABASE_URL"] == "postgres://ticketing_test:test-only-db-password@postgres:5432/ticketing"
     assert got["REDIS_URL"] == "redis://:test-only-redis-password@redis:6379/0"
+
+
+# ------------------------------------------------------------- aws_ec2 per environment (moto)
+@pytest.fixture(scope="module")
+def tagged_instances(moto_server):
+    """Running instances in ap-northeast-2 for each environment, plus two that no inventory may list."""
+    ec2 = moto_server.client("ec2", region="ap-northeast-2")
+    image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+    created = []
+
+    def run(name, **tags):
+        tags = {"Project": "ticketing", "ManagedBy": "ec2ops.stack", "Name": name, **tags}
+        reply = ec2.run_instances(
+            ImageId=image,
+            MinCount=1,
+            MaxCount=1,
+            InstanceType="t3.micro",
+            TagSpecifications=[{"ResourceType": "instance", "Tags": [{"Key": k, "Value": v} for k, v in tags.items()]}],
+        )
+        created.append(reply["Instances"][0]["InstanceId"])
+
+    for env in ENVS:
+        run(f"ticketing-{env}-app", Env=env, Role="app")
+        run(f"ticketing-{env}-judge0", Env=env, Role="judge0")
+    run("ticketing-qa-app", Env="qa", Role="app")  # an environment no inventory names
+    run("shop-prod-app", Env="prod", Role="app", Project="shop")  # another project's prod
+    yield created
+    ec2.terminate_instances(InstanceIds=created)
+
+
+@pytest.mark.parametrize("env", sorted(ENVS))
+def test_each_inventory_lists_only_its_environment(moto_server, tagged_instances, env):
+    """`ansible-inventory -i inventories/<env> --list` as shipped; only the endpoint (AWS_URL) points at moto."""
+    env_vars = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "ANSIBLE_"))}
+    env_vars.update(
+        AWS_ACCESS_KEY_ID="testing",
+        AWS_SECRET_ACCESS_KEY="testing",
+        AWS_URL=moto_server.endpoint_url,
+        ANSIBLE_CONFIG=str(ROOT / "ansible.cfg"),
+    )
+    result = subprocess.run(
+        [str(pathlib.Path(sys.executable).with_name("ansible-inventory")), "-i", f"inventories/{env}", "--list"],
+        cwd=ROOT,
+        env=env_vars,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "Failed to parse" not in result.stderr, result.stderr
+    listed = json.loads(result.stdout)
+    hostvars = listed["_meta"]["hostvars"]
+    assert sorted(hostvars) == [f"ticketing-{env}-app", f"ticketing-{env}-judge0"]
+    assert listed["app"]["hosts"] == [f"ticketing-{env}-app"]
+    assert listed["judge0"]["hosts"] == [f"ticketing-{env}-judge0"]
+    assert sorted(listed[f"env_{env}"]["hosts"]) == sorted(hostvars)
+    assert not [group for group in listed if group.startswith("env_") and group != f"env_{env}"]
+    # The environment's own group_vars reach its hosts (ansible-inventory shows them untemplated).
+    for host in hostvars.values():
+        assert host["ticketing_env"] == env
+        assert host["ticketing_domain"] == ENVS[env]["domain"]
