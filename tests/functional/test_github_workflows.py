@@ -461,9 +461,9 @@ def test_pipeline_builds_the_images_the_inventories_deploy():
     prefix = load(BUILD_PUSH)["on"]["workflow_call"]["inputs"]["repository-prefix"]["default"]
     deployed = []
     for image in app["compose_app_images"].values():
-        registry, _, rest = image.partition("/")
+        registry, rest = image.split("/", 1)
         assert registry == "{{ ticketing_ecr }}"
-        repository, _, tag = rest.rpartition(":")
+        repository, tag = rest.rsplit(":", 1)
         assert tag == "{{ compose_app_release }}"
         assert repository.startswith(prefix)
         deployed.append(repository.removeprefix(prefix))
