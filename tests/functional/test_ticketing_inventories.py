@@ -142,6 +142,21 @@ def test_prod_services_are_on_the_kafka_network_with_its_bootstrap_servers(prod)
         assert service["environment"]["SPRING_KAFKA_BOOTSTRAP_SERVERS"] == bootstrap, name
 
 
+def test_prod_app_network_is_the_one_the_broker_is_on(prod):
+    """The kafka role's own compose file, rendered with the same inventory: its broker sits on the
+    network the app joins, under the name and port the app's bootstrap servers use."""
+    files, _variables, dest, _env = prod
+    app = yaml.safe_load(files["compose.yml"])
+    broker_project = yaml.safe_load((dest / "kafka-compose.yml").read_text())
+    network = app["networks"]["kafka"]["name"]
+    assert broker_project["networks"] == {network: {"external": True}}
+    broker = broker_project["services"]["kafka"]
+    host, port = app["services"]["gateway"]["environment"]["SPRING_KAFKA_BOOTSTRAP_SERVERS"].split(":")
+    assert broker["networks"] == {network: {"aliases": [host]}}
+    advertised = broker["environment"]["KAFKA_ADVERTISED_LISTENERS"].split(",")
+    assert f"INTERNAL://{host}:{port}" in advertised
+
+
 def test_prod_services_get_the_spring_variables_the_seed_reads(prod):
     files, _variables, _dest, _env = prod
     compose = yaml.safe_load(files["compose.yml"])
