@@ -1,13 +1,19 @@
 """The GitHub Actions entry points: the workflows and tools/ssh-deploy.sh, without Docker.
 
-* Both workflows pass actionlint (the real Go binary from the lock, with shellcheck on the
+* Every workflow passes actionlint (the real Go binary from the lock, with shellcheck on the
   ``run:`` scripts), and actionlint is shown to catch a script injection, so a pass means something.
 * Safety properties: no ssh-keyscan and no host key checking turned off in .github/, tools/,
-  inventories/ or ansible.cfg; ``id-token: write`` only in the deploy workflow; secrets and user
-  inputs reach scripts only through ``env`` (no ``${{ }}`` inside ``run:``); the deploy job runs
-  tools/ssh-deploy.sh with the key from secrets and the known_hosts from a variable, in the
-  production environment, one at a time; CI runs every stage of tools/test.sh and every Molecule
-  scenario.
+  inventories/ or ansible.cfg; ``id-token: write`` only on the jobs that assume an AWS role (the
+  deploy, the ECR push, and the pipeline's calls of them); secrets and user inputs reach scripts
+  only through ``env`` (no ``${{ }}`` inside ``run:``); the deploy job runs tools/ssh-deploy.sh with
+  the key from secrets and the known_hosts from a variable, in the environment's GitHub environment
+  (prod: production), one at a time per environment; CI runs every stage of tools/test.sh and every
+  Molecule scenario.
+* The pipeline (build -> push -> deploy): develop -> dev, release/* -> staging, main -> prod (its
+  routing script run for real), lint/test before the build, the deploy needing the push and
+  deploying the pushed tag (the git sha), the services it builds being the images the inventories
+  deploy; tools/build-push.sh (the push step) refuses bad names before building anything and builds
+  every image before pushing any (a recording stub stands in for the docker CLI).
 * tools/ssh-deploy.sh for real: refusals (empty or malformed DEPLOY_KNOWN_HOSTS, missing or
   wrong DEPLOY_SSH_KEY) exit non-zero naming the variable and the fix, start nothing, and never
   print the key; a run hands ansible-playbook (a stub on PATH that records what it was given) a
@@ -37,6 +43,10 @@ ROOT = pathlib.Path(__file__).resolve().parents[2]
 WORKFLOWS = ROOT / ".github" / "workflows"
 CI = WORKFLOWS / "ci.yml"
 DEPLOY = WORKFLOWS / "deploy.yml"
+PIPELINE = WORKFLOWS / "pipeline.yml"
+BUILD_PUSH = WORKFLOWS / "build-push.yml"
+ALL_WORKFLOWS = sorted(WORKFLOWS.glob("*.yml"))
+BUILD_SCRIPT = ROOT / "tools" / "build-push.sh"
 SCRIPT = ROOT / "tools" / "ssh-deploy.sh"
 SCANNED = [ROOT / ".github", ROOT / "tools", ROOT / "inventories", ROOT / "ansible.cfg"]
 
@@ -113,8 +123,13 @@ def actionlint_binary():
 
 # ------------------------------------------------------------------------- actionlint
 def test_workflows_pass_actionlint():
+    assert {p.name for p in ALL_WORKFLOWS} == {"ci.yml", "deploy.yml", "pipeline.yml", "build-push.yml"}
     result = subprocess.run(
-        [actionlint_binary(), "-no-color", str(CI), str(DEPLOY)], cwd=ROOT, capture_output=True, text=True, check=False
+        [actionlint_binary(), "-no-color", *map(str, ALL_WORKFLOWS)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     assert result.returncode == 0, result.stdout + result.stderr
 
@@ -180,17 +195,48 @@ def test_no_keyscan_and_no_host_key_checking_off():
     assert re.search(r"^host_key_checking\s*=\s*true\s*$", (ROOT / "ansible.cfg").read_text(), re.MULTILINE)
 
 
-def test_permissions_id_token_only_in_deploy():
-    ci, deploy = load(CI), load(DEPLOY)
+def id_token_writers(workflow):
+    """Where a workflow grants id-token: the workflow itself ("*") and the jobs that do."""
+    found = set()
+    if (workflow.get("permissions") or {}).get("id-token"):
+        found.add(("*", workflow["permissions"]["id-token"]))
+    for job_id, job in workflow["jobs"].items():
+        if (job.get("permissions") or {}).get("id-token"):
+            found.add((job_id, job["permissions"]["id-token"]))
+    return found
+
+
+def test_permissions_id_token_only_where_an_aws_role_is_assumed():
+    ci = load(CI)
     assert ci["permissions"] == {"contents": "read"}
     for path, value in walk(ci):
         assert "id-token" not in path and "id-token" not in value, path
-    for job in ci["jobs"].values():
-        assert "id-token" not in (job.get("permissions") or {})
-    assert deploy["permissions"] == {"id-token": "write", "contents": "read"}
+    assert id_token_writers(ci) == set()
+    assert load(DEPLOY)["permissions"] == {"id-token": "write", "contents": "read"}
+    # The pipeline: read-only by default; only its calls of the push and of the deploy get a token.
+    pipeline = load(PIPELINE)
+    assert pipeline["permissions"] == {"contents": "read"}
+    assert id_token_writers(pipeline) == {("build", "write"), ("deploy", "write")}
+    assert pipeline["jobs"]["build"]["permissions"] == {"id-token": "write", "contents": "read"}
+    # The push workflow: only the job that assumes the ECR role.
+    build_push = load(BUILD_PUSH)
+    assert build_push["permissions"] == {"contents": "read"}
+    assert id_token_writers(build_push) == {("build", "write")}
+    for workflow in (pipeline, build_push, load(DEPLOY)):
+        for job_id, job in workflow["jobs"].items():
+            token = (job.get("permissions") or {}).get("id-token") or (workflow.get("permissions") or {}).get(
+                "id-token"
+            )
+            if not token:
+                continue
+            # A token is granted only where an AWS role is assumed (or a workflow that does is called).
+            assumes = any(
+                s.get("uses", "").startswith("aws-actions/configure-aws-credentials") for s in job.get("steps", [])
+            )
+            assert assumes or job.get("uses", "").startswith("./.github/workflows/"), job_id
 
 
-@pytest.mark.parametrize("workflow", [CI, DEPLOY], ids=["ci", "deploy"])
+@pytest.mark.parametrize("workflow", ALL_WORKFLOWS, ids=lambda p: p.stem)
 def test_no_expressions_in_run_scripts(workflow):
     """Secrets, inputs and every other ${{ }} value reach scripts through env only (script injection)."""
     for job_id, step in steps(load(workflow)):
@@ -198,7 +244,7 @@ def test_no_expressions_in_run_scripts(workflow):
             assert "${{" not in step["run"], (job_id, step.get("name"), step["run"])
 
 
-@pytest.mark.parametrize("workflow", [CI, DEPLOY], ids=["ci", "deploy"])
+@pytest.mark.parametrize("workflow", ALL_WORKFLOWS, ids=lambda p: p.stem)
 def test_secrets_only_through_env(workflow):
     for path, value in walk(load(workflow)):
         for expression in re.findall(r"\$\{\{(.*?)\}\}", value):
@@ -243,10 +289,16 @@ def test_deploy_workflow_shape():
     call = deploy["on"]["workflow_call"]
     assert call["inputs"]["release"]["required"] is True
     assert "DEPLOY_SSH_KEY" in call["secrets"]
-    assert deploy["concurrency"] == {"group": "deploy-prod", "cancel-in-progress": False}
+    # One environment per run: dev, staging or prod, prod unless told (as before environments).
+    assert dispatch["environment"]["options"] == ["dev", "staging", "prod"]
+    assert dispatch["environment"]["default"] == call["inputs"]["environment"]["default"] == "prod"
 
     (job,) = deploy["jobs"].values()
-    assert job["environment"] == "production"
+    # prod runs in the production environment (its reviewers approve), dev and staging in their own.
+    assert job["environment"] == "${{ (inputs.environment || 'prod') == 'prod' && 'production' || inputs.environment }}"
+    # One deploy at a time per environment; a queued one never cancels a running one.
+    assert "concurrency" not in deploy
+    assert job["concurrency"] == {"group": "deploy-${{ inputs.environment || 'prod' }}", "cancel-in-progress": False}
     assert job["runs-on"] == "ubuntu-latest"
     assert job["timeout-minutes"] > 0
     by_action = {s["uses"].split("@")[0]: s for s in job["steps"] if "uses" in s}
@@ -268,6 +320,7 @@ def test_deploy_workflow_shape():
     assert env["DEPLOY_SSH_KEY"] == "${{ secrets.DEPLOY_SSH_KEY }}"
     assert env["DEPLOY_KNOWN_HOSTS"] == "${{ vars.DEPLOY_KNOWN_HOSTS }}"
     assert env["RELEASE"] == "${{ inputs.release }}"
+    assert env["DEPLOY_INVENTORY"] == "inventories/${{ inputs.environment }}"
     # The AWS session is there before the inventory is read.
     names = [s.get("uses", s.get("name")) for s in job["steps"]]
     assert names.index(next(n for n in names if n.startswith("aws-actions/"))) < job["steps"].index(ssh_step)
@@ -281,22 +334,254 @@ def test_deploy_workflow_checks_release_ids():
     (job,) = load(DEPLOY)["jobs"].values()
     (check,) = [s for s in job["steps"] if s.get("name") == "Check the inputs"]
     assert job["steps"].index(check) < next(i for i, s in enumerate(job["steps"]) if "ssh-deploy" in s.get("run", ""))
-    for playbook, release, rollback_to, ok in [
-        ("deploy.yml", "3f2c1ab", "previous", True),
-        ("deploy.yml", "v1.2.3_rc-1", "previous", True),
-        ("rollback.yml", "", "previous", True),
-        ("rollback.yml", "x", "r-0123abcd", True),
-        ("deploy.yml", "{{ lookup('pipe', 'id') }}", "previous", False),
-        ("deploy.yml", "v1 -e x=1", "previous", False),
-        ("deploy.yml", "", "previous", False),
-        ("rollback.yml", "v1", "previous x", False),
-        ("site.yml", "v1", "previous", False),
+    for playbook, release, rollback_to, environment, ok in [
+        ("deploy.yml", "3f2c1ab", "previous", "prod", True),
+        ("deploy.yml", "v1.2.3_rc-1", "previous", "dev", True),
+        ("deploy.yml", "3f2c1ab", "previous", "staging", True),
+        ("rollback.yml", "", "previous", "prod", True),
+        ("rollback.yml", "x", "r-0123abcd", "staging", True),
+        ("deploy.yml", "{{ lookup('pipe', 'id') }}", "previous", "prod", False),
+        ("deploy.yml", "v1 -e x=1", "previous", "prod", False),
+        ("deploy.yml", "", "previous", "prod", False),
+        ("rollback.yml", "v1", "previous x", "prod", False),
+        ("site.yml", "v1", "previous", "prod", False),
+        # The inventory path is built from it: nothing but the three names.
+        ("deploy.yml", "3f2c1ab", "previous", "production", False),
+        ("deploy.yml", "3f2c1ab", "previous", "../local", False),
+        ("deploy.yml", "3f2c1ab", "previous", "", False),
     ]:
-        env = {"PATH": os.environ["PATH"], "RELEASE": release, "PLAYBOOK": playbook, "ROLLBACK_TO": rollback_to}
+        env = {
+            "PATH": os.environ["PATH"],
+            "RELEASE": release,
+            "PLAYBOOK": playbook,
+            "ROLLBACK_TO": rollback_to,
+            "ENVIRONMENT": environment,
+        }
         result = subprocess.run(
             ["bash", "-e", "-c", check["run"]], env=env, capture_output=True, text=True, check=False
         )
-        assert (result.returncode == 0) is ok, (playbook, release, rollback_to, result.stdout)
+        assert (result.returncode == 0) is ok, (playbook, release, rollback_to, environment, result.stdout)
+
+
+# ------------------------------------------------------------- the pipeline: build -> push -> deploy
+def route_script():
+    (step,) = load(PIPELINE)["jobs"]["route"]["steps"]
+    return step
+
+
+@pytest.mark.parametrize(
+    ("ref", "environment"),
+    [
+        ("refs/heads/develop", "dev"),
+        ("refs/heads/release/1.4.0", "staging"),
+        ("refs/heads/release/2026-12/hotfix", "staging"),
+        ("refs/heads/main", "prod"),
+        ("refs/heads/feature/seat-map", None),
+        ("refs/heads/developer", None),
+        ("refs/heads/mainline", None),
+        ("refs/heads/releases/1.0", None),
+        ("refs/tags/v1.0.0", None),
+        ("refs/pull/16/merge", None),
+    ],
+)
+def test_pipeline_maps_branches_to_environments(tmp_path, ref, environment):
+    """The routing step, run for real: the coding-test seed's table (develop, release/*, main)."""
+    step = route_script()
+    assert step["env"] == {"REF": "${{ github.ref }}"}
+    output, summary = tmp_path / "output", tmp_path / "summary"
+    env = {
+        "PATH": os.environ["PATH"],
+        "REF": ref,
+        "SERVICES": load(PIPELINE)["env"]["SERVICES"],
+        "GITHUB_OUTPUT": str(output),
+        "GITHUB_STEP_SUMMARY": str(summary),
+    }
+    result = subprocess.run(["bash", "-e", "-c", step["run"]], env=env, capture_output=True, text=True, check=False)
+    if environment is None:
+        assert result.returncode != 0
+        assert "deploys nowhere" in result.stdout
+        assert not output.exists() or "environment=" not in output.read_text()
+        return
+    assert result.returncode == 0, result.stdout + result.stderr
+    lines = dict(line.split("=", 1) for line in output.read_text().splitlines())
+    assert lines["environment"] == environment
+    assert json.loads(lines["services"]) == json.loads(env["SERVICES"])
+
+
+def test_pipeline_triggers_and_order():
+    pipeline = load(PIPELINE)
+    assert pipeline["on"] == {"push": {"branches": ["develop", "release/**", "main"]}}
+    # A newer push waits for the running pipeline (never cancels a deploy half-way).
+    assert pipeline["concurrency"]["cancel-in-progress"] is False
+    jobs = pipeline["jobs"]
+    assert jobs["route"]["if"] == "vars.AWS_ECR_PUSH_ROLE_ARN != ''"
+    # lint/test -> build and push -> deploy
+    assert jobs["test"]["needs"] == "route"
+    assert set(jobs["build"]["needs"]) == {"route", "test"}
+    assert set(jobs["deploy"]["needs"]) == {"route", "build"}
+    assert jobs["build"]["uses"] == "./.github/workflows/build-push.yml"
+    assert jobs["build"]["with"]["services"] == "${{ needs.route.outputs.services }}"
+    deploy = jobs["deploy"]
+    assert deploy["uses"] == "./.github/workflows/deploy.yml"
+    # The release deployed is the tag the push job pushed, in the environment the branch chose.
+    assert deploy["with"] == {
+        "release": "${{ needs.build.outputs.tag }}",
+        "environment": "${{ needs.route.outputs.environment }}",
+    }
+    assert deploy["secrets"] == "inherit"
+    # The approval for prod is the deploy workflow's: its job runs in "production" for prod.
+    (deploy_job,) = load(DEPLOY)["jobs"].values()
+    assert "'production'" in deploy_job["environment"]
+
+
+def test_push_workflow_tags_with_the_git_sha_through_oidc():
+    build_push = load(BUILD_PUSH)
+    assert set(build_push["on"]) == {"workflow_call"}
+    assert build_push["on"]["workflow_call"]["outputs"]["tag"]["value"] == "${{ jobs.build.outputs.tag }}"
+    job = build_push["jobs"]["build"]
+    assert job["strategy"]["matrix"]["service"] == "${{ fromJSON(inputs.services) }}"
+    assert job["strategy"]["fail-fast"] is True
+    by_action = {s["uses"].split("@")[0]: s for s in job["steps"] if "uses" in s}
+    aws = by_action["aws-actions/configure-aws-credentials"]["with"]
+    assert aws["role-to-assume"] == "${{ vars.AWS_ECR_PUSH_ROLE_ARN }}"
+    assert "aws-access-key-id" not in aws and "aws-secret-access-key" not in aws
+    assert "aws-actions/amazon-ecr-login" in by_action
+    names = [s.get("uses", "").split("@")[0] or s.get("name") for s in job["steps"]]
+    (push,) = [s for s in job["steps"] if "tools/build-push.sh" in s.get("run", "")]
+    assert names.index("aws-actions/amazon-ecr-login") < job["steps"].index(push)
+    assert push["env"]["TAG"] == "${{ github.sha }}"
+    assert push["env"]["REGISTRY"] == "${{ steps.ecr.outputs.registry }}"
+    assert job["outputs"]["tag"] == "${{ steps.push.outputs.tag }}"
+
+
+def test_pipeline_builds_the_images_the_inventories_deploy():
+    """Every image inventories/shared/app.yml deploys is built and pushed, under the same repository name."""
+    services = json.loads(load(PIPELINE)["env"]["SERVICES"])
+    app = yaml.safe_load((ROOT / "inventories" / "shared" / "app.yml").read_text())
+    prefix = load(BUILD_PUSH)["on"]["workflow_call"]["inputs"]["repository-prefix"]["default"]
+    deployed = []
+    for image in app["compose_app_images"].values():
+        registry, rest = image.split("/", 1)
+        assert registry == "{{ ticketing_ecr }}"
+        repository, tag = rest.rsplit(":", 1)
+        assert tag == "{{ compose_app_release }}"
+        assert repository.startswith(prefix)
+        deployed.append(repository.removeprefix(prefix))
+    assert sorted(deployed) == sorted(services)
+
+
+# ------------------------------------------------------------------- tools/build-push.sh
+DOCKER_STUB = r"""#!/bin/bash
+# Stands in for the docker CLI: records each call, builds and pushes nothing.
+printf '%s\n' "$*" >>"$DOCKER_RECORD"
+exit "${DOCKER_RC:-0}"
+"""
+
+
+class BuildPush:
+    def __init__(self, tmp_path):
+        self.tmp = tmp_path
+        bin_dir = tmp_path / "bin"
+        bin_dir.mkdir()
+        stub = bin_dir / "docker"
+        stub.write_text(DOCKER_STUB)
+        stub.chmod(0o755)
+        self.record = tmp_path / "docker.calls"
+        for service in ("gateway-service", "user-service"):
+            (tmp_path / "services" / service).mkdir(parents=True)
+            (tmp_path / "services" / service / "Dockerfile").write_text("FROM scratch\n")
+        self.env = {
+            "PATH": f"{bin_dir}:/usr/local/bin:/usr/bin:/bin",
+            "HOME": str(tmp_path),
+            "DOCKER_RECORD": str(self.record),
+            "REGISTRY": "123456789012.dkr.ecr.ap-northeast-2.amazonaws.com",
+            "TAG": "3f2c1ab",
+        }
+
+    def run(self, *services, **env):
+        merged = {**self.env, **{k: v for k, v in env.items() if v is not None}}
+        for key in [k for k, v in env.items() if v is None]:
+            merged.pop(key, None)
+        return subprocess.run(
+            ["bash", str(BUILD_SCRIPT), *services],
+            env=merged,
+            cwd=self.tmp,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    def calls(self):
+        return self.record.read_text().splitlines() if self.record.exists() else []
+
+
+def test_build_push_builds_every_image_then_pushes_them(tmp_path):
+    bp = BuildPush(tmp_path)
+    result = bp.run("gateway-service", "user-service")
+    assert result.returncode == 0, result.stderr
+    registry = bp.env["REGISTRY"]
+    assert bp.calls() == [
+        f"build --label org.opencontainers.image.revision=3f2c1ab -t {registry}/ticketing/gateway-service:3f2c1ab "
+        "services/gateway-service",
+        f"build --label org.opencontainers.image.revision=3f2c1ab -t {registry}/ticketing/user-service:3f2c1ab "
+        "services/user-service",
+        f"push {registry}/ticketing/gateway-service:3f2c1ab",
+        f"push {registry}/ticketing/user-service:3f2c1ab",
+    ]
+    assert "compose_app_release=3f2c1ab" in result.stderr
+
+
+def test_build_push_failed_build_pushes_nothing(tmp_path):
+    bp = BuildPush(tmp_path)
+    result = bp.run("gateway-service", "user-service", DOCKER_RC="1")
+    assert result.returncode != 0
+    assert len(bp.calls()) == 1 and bp.calls()[0].startswith("build ")
+
+
+@pytest.mark.parametrize(
+    ("services", "env", "expect"),
+    [
+        ((), {}, "usage: tools/build-push.sh SERVICE"),
+        (("gateway-service",), {"REGISTRY": None}, "REGISTRY must be a registry host"),
+        (("gateway-service",), {"REGISTRY": "reg.example/evil path"}, "REGISTRY must be a registry host"),
+        (("gateway-service",), {"TAG": None}, "TAG must be an image tag"),
+        (("gateway-service",), {"TAG": "{{ lookup('pipe', 'id') }}"}, "TAG must be an image tag"),
+        (("gateway-service",), {"TAG": "-e x=1"}, "TAG must be an image tag"),
+        (("gateway-service",), {"REPOSITORY_PREFIX": "Ticketing/"}, "REPOSITORY_PREFIX must be empty"),
+        (("gateway-service",), {"REPOSITORY_PREFIX": "ticketing"}, "REPOSITORY_PREFIX must be empty"),
+        (("Gateway",), {}, "is not a repository name"),
+        (("../etc",), {}, "is not a repository name"),
+        (("gateway-service", "payment-service"), {}, "no services/payment-service/Dockerfile"),
+    ],
+    ids=[
+        "usage",
+        "no-registry",
+        "bad-registry",
+        "no-tag",
+        "template-tag",
+        "option-tag",
+        "upper-prefix",
+        "prefix-without-slash",
+        "upper-service",
+        "path-service",
+        "missing-dockerfile",
+    ],
+)
+def test_build_push_refuses_before_building_anything(tmp_path, services, env, expect):
+    bp = BuildPush(tmp_path)
+    result = bp.run(*services, **env)
+    assert result.returncode != 0
+    assert expect in result.stderr
+    assert bp.calls() == []
+
+
+def test_build_push_is_shellcheck_clean():
+    assert shutil.which("shellcheck"), "shellcheck comes with tools/ensure-apt.sh (make setup)"
+    result = subprocess.run(
+        ["shellcheck", "-x", str(BUILD_SCRIPT)], cwd=ROOT, capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
 
 
 # ------------------------------------------------------------------- tools/ssh-deploy.sh
