@@ -151,7 +151,7 @@ class ReleaseHistory:
         return None
 
     def resolve(self, target):
-        """``'previous'``, a release id (its newest good attempt) or a key (``v1+2``) -> its record."""
+        """``'previous'``, a release id (its newest good attempt) or one attempt (``v1+2``; ``v1+1`` is the first)."""
         if target == "previous":
             record = self.previous_record()
             if record is None:
@@ -162,7 +162,12 @@ class ReleaseHistory:
             return record
         if not isinstance(target, str) or not KEY_RE.match(target):
             validate_release_id(target)
-        record = self.get(target) if "+" in target else self._newest_good(target)
+        if "+" in target:
+            # One attempt exactly; <release>+1 names the first, whose key is the bare release id.
+            release, attempt = target.rsplit("+", 1)
+            record = self.get(attempt_key(release, int(attempt)))
+        else:
+            record = self._newest_good(target)
         if record is None or record.get("result") != GOOD:
             known = ", ".join(r["key"] for r in reversed(self.releases) if r.get("result") == GOOD) or "none"
             raise HistoryError(

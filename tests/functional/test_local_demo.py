@@ -389,6 +389,61 @@ def test_ssh_deploy_script_refuses_a_wrong_host_key(up, tmp_path):
     assert up.get("/")[1]["version"] == "v2"
 
 
+def test_a_secret_rotation_is_a_secrets_only_release_and_rollback_chooses_the_env(up):
+    """Issue 17: REDIS_PASSWORD changes in Secrets Manager (moto); app.yml -e do=rotate deploys the running release
+    with it (Redis, in the same project, takes the new password with it); the history marks it secrets-only; a
+    rollback with rollback_env=current keeps the new value, one with release takes the release's own."""
+    env = up.playbook_env()
+    history_file = ["cat", "/opt/ticketing/.ec2ops/history.json"]
+    before = json.loads(up.instance(*history_file).stdout)
+    current = next(r for r in before["releases"] if r["key"] == before["current"])
+    values = up.secret_values()
+    old_password, new_password = values["REDIS_PASSWORD"], "rotated-" + os.urandom(8).hex()
+    sm = boto3.client(
+        "secretsmanager",
+        endpoint_url=f"http://127.0.0.1:{up.ports['MOTO']}",
+        region_name="ap-northeast-2",
+        aws_access_key_id="testing",
+        aws_secret_access_key="testing",
+    )
+    sm.put_secret_value(
+        SecretId="ticketing/local/app", SecretString=json.dumps(dict(values, REDIS_PASSWORD=new_password))
+    )
+
+    def redis_url():
+        ids = up.instance("docker", "ps", "-q", "--filter", "label=com.docker.compose.service=gateway").stdout.split()
+        return up.instance("docker", "exec", ids[0], "printenv", "REDIS_URL").stdout
+
+    rotate = up.run("ansible-playbook", "app.yml", "-i", "inventories/local", "-e", "do=rotate", env=env)
+    assert rotate.returncode == 0, rotate.stdout[-4000:]
+    assert new_password not in rotate.stdout and old_password not in rotate.stdout
+    after = json.loads(up.instance(*history_file).stdout)
+    newest = after["releases"][-1]
+    assert newest["secrets_only"] is True and newest["release"] == current["release"] and newest["result"] == "deployed"
+    assert after["current"] == newest["key"] != current["key"]
+    assert new_password in redis_url() and up.get("/api/v1/health")[1]["redis"] == "ok"
+
+    # The release before, with today's secrets (rollback_env=current): a new attempt of it, Redis still answering.
+    older = next(
+        r for r in reversed(after["releases"]) if r["result"] == "deployed" and r["release"] != current["release"]
+    )
+    rolled = up.run(
+        "ansible-playbook", "rollback.yml", "-i", "inventories/local", "-e", "rollback_confirm=yes",
+        "-e", f"compose_app_rollback_to={older['release']}", "-e", "compose_app_rollback_env=current", env=env,
+    )  # fmt: skip
+    assert rolled.returncode == 0, rolled.stdout[-4000:]
+    assert up.get("/")[1]["version"] == older["release"]
+    assert new_password in redis_url() and up.get("/api/v1/health")[1]["redis"] == "ok"
+    # The same release exactly as it first ran (rollback_env=release): its own .env, the old password, which
+    # Redis (recreated from the same .env) takes back too.
+    rolled = up.run(
+        "ansible-playbook", "rollback.yml", "-i", "inventories/local", "-e", "rollback_confirm=yes",
+        "-e", f"compose_app_rollback_to={older['release']}+{older['attempt']}", env=env,
+    )  # fmt: skip
+    assert rolled.returncode == 0, rolled.stdout[-4000:]
+    assert old_password in redis_url() and up.get("/api/v1/health")[1]["redis"] == "ok"
+
+
 def test_demo_down_removes_everything(up):
     out = up.demo("down")
     assert out.returncode == 0, out.stderr

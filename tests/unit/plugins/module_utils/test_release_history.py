@@ -188,3 +188,13 @@ def test_retained_images_cover_kept_good_releases_not_failed_ones():
     kept = history.retained_images()
     assert {"repo/api@sha256:" + "a" * 64, "sha256:" + "1" * 64, "sha256:" + "2" * 64} <= kept
     assert "sha256:" + "3" * 64 not in kept
+
+
+def test_plus_one_names_the_first_attempt_exactly(tmp_path):
+    history = ReleaseHistory(str(tmp_path / "history.json"))
+    for _attempt in (1, 2):
+        key = history.begin({"release": "v1"})
+        history.finish(key, "deployed", make_current=True)
+    assert history.resolve("v1")["key"] == "v1+2"
+    assert history.resolve("v1+1")["key"] == "v1"
+    assert history.resolve("v1+2")["key"] == "v1+2"
