@@ -37,6 +37,7 @@ import urllib.request
 import awx_runner
 import boto3
 import pytest
+import yaml
 
 pytestmark = pytest.mark.filterwarnings("ignore:This process .* is multi-threaded:DeprecationWarning")
 
@@ -90,15 +91,17 @@ class Demo:
         with urllib.request.urlopen(f"http://127.0.0.1:{self.ports['HTTP']}{path}", timeout=5) as resp:
             return resp.status, json.loads(resp.read())
 
-    def secret_values(self):
-        sm = boto3.client(
+    def secrets_manager(self):
+        return boto3.client(
             "secretsmanager",
             endpoint_url=f"http://127.0.0.1:{self.ports['MOTO']}",
             region_name="ap-northeast-2",
             aws_access_key_id="testing",
             aws_secret_access_key="testing",
         )
-        return json.loads(sm.get_secret_value(SecretId="ticketing/local/app")["SecretString"])
+
+    def secret_values(self):
+        return json.loads(self.secrets_manager().get_secret_value(SecretId="ticketing/local/app")["SecretString"])
 
     def instance(self, *command):
         return subprocess.run(
@@ -148,22 +151,46 @@ def test_demo_never_prints_a_secret(up):
     assert f"DB_PASSWORD='{values['DB_PASSWORD']}'" in up.instance("cat", "/opt/ticketing/.env").stdout
 
 
-def test_deploy_through_ansible_runner_as_awx_does(up, tmp_path):
+def test_a_vvv_diff_run_never_prints_a_secret(up):
+    """Issue 20: the whole deploy at -vvv with --diff (module arguments, results, file diffs) and in check mode:
+    no value of the app's secret, no registry password."""
     env = up.playbook_env()
-    # AWX imports a project inventory with `ansible-inventory --list --export` and hands the job
-    # that result; the job runs the project's deploy.yml with the survey answer as an extra var.
+    values = [v for v in up.secret_values().values() if len(v) >= 8]
+    inventory = yaml.safe_load((ROOT / "inventories/local/group_vars/app.yml").read_text())
+    registry_password = inventory["compose_app_registry_password"]
+    for extra in ([], ["--check"]):
+        run = up.run(
+            "ansible-playbook", "deploy.yml", "-i", "inventories/local", "-e", "compose_app_release=v1",
+            "-vvv", "--diff", *extra, env=env, timeout=900,
+        )  # fmt: skip
+        assert run.returncode == 0, run.stdout[-4000:]
+        printed = run.stdout + run.stderr
+        assert "compose_deploy" in printed and len(printed) > 10000  # it did print at -vvv
+        for value in [*values, registry_password]:
+            if value:
+                assert value not in printed, f"a secret appears in the -vvv --diff output {extra}"
+
+
+def _awx_job(up, tmp_path, playbook, extravars, timeout):
+    """``playbook`` as an AWX job: AWX imports a project inventory with `ansible-inventory --list --export`
+    and hands the job that result; the job runs the playbook with the survey's answers as extra vars."""
+    env = up.playbook_env()
     imported = up.run(
         "ansible-inventory", "-i", "inventories/local", "--list", "--export", "--yaml", env=env, timeout=120
     )
     assert imported.returncode == 0, imported.stderr
-    job = awx_runner.run_job(
+    return awx_runner.run_job(
         tmp_path,
-        "deploy.yml",
+        playbook,
         inventory=imported.stdout,
-        extravars={"compose_app_release": "v2"},
+        extravars=extravars,
         envvars={k: v for k, v in env.items() if k.startswith("EC2OPS_")},
-        timeout=900,
+        timeout=timeout,
     )
+
+
+def test_deploy_through_ansible_runner_as_awx_does(up, tmp_path):
+    job = _awx_job(up, tmp_path, "deploy.yml", {"compose_app_release": "v2"}, timeout=900)
     assert (job.rc, job.status) == (0, "successful"), job.stdout[-6000:]
     assert job.host_stat("failures", HOST_ALIAS) == 0
     changed_roles = {
@@ -302,17 +329,7 @@ def test_operator_commands_read_hold_and_run_over_ssh_and_through_ansible_runner
     assert "url=postgres://" in ran.stdout and ":***@" in ran.stdout, ran.stdout[-3000:]
 
     # The same commands as AWX runs them (ansible-runner, the exported inventory).
-    imported = up.run(
-        "ansible-inventory", "-i", "inventories/local", "--list", "--export", "--yaml", env=env, timeout=120
-    )
-    job = awx_runner.run_job(
-        tmp_path,
-        "app.yml",
-        inventory=imported.stdout,
-        extravars={"do": "status"},
-        envvars={k: v for k, v in env.items() if k.startswith("EC2OPS_")},
-        timeout=300,
-    )
+    job = _awx_job(up, tmp_path, "app.yml", {"do": "status"}, timeout=300)
     assert (job.rc, job.status) == (0, "successful"), job.stdout[-4000:]
     assert f"ticketing: release {current}" in job.stdout
 
@@ -399,14 +416,7 @@ def test_a_secret_rotation_is_a_secrets_only_release_and_rollback_chooses_the_en
     current = next(r for r in before["releases"] if r["key"] == before["current"])
     values = up.secret_values()
     old_password, new_password = values["REDIS_PASSWORD"], "rotated-" + os.urandom(8).hex()
-    sm = boto3.client(
-        "secretsmanager",
-        endpoint_url=f"http://127.0.0.1:{up.ports['MOTO']}",
-        region_name="ap-northeast-2",
-        aws_access_key_id="testing",
-        aws_secret_access_key="testing",
-    )
-    sm.put_secret_value(
+    up.secrets_manager().put_secret_value(
         SecretId="ticketing/local/app", SecretString=json.dumps(dict(values, REDIS_PASSWORD=new_password))
     )
 
