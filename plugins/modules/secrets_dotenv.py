@@ -117,6 +117,18 @@ options:
     description: Keep a timestamped copy of the previous file before replacing it.
     type: bool
     default: false
+  files:
+    description:
+      - Key files from the secrets, such as the RS256 key pair a FastAPI service mounts from C(./keys). Each entry
+        writes the value of one variable the secrets give (a JSON key of a secret, with O(secrets[].prefix) if set)
+        to a file, atomically, never through a symbolic link, with the owner and group of O(dest).
+      - C(variable) names it; C(path) is the file (relative paths are beside O(dest), for example
+        C(keys/jwt_private.pem); its directory must exist); C(mode) defaults to C(0400); the variable leaves the
+        C(.env) unless C(keep_in_env=true). A final new line is added when the value has none.
+      - The values never appear in the result, a diff or an error; RV(files) says which files changed.
+    type: list
+    elements: dict
+    default: []
   header:
     description: A comment written at the top of the file (each line prefixed with C(# )). Must not be secret.
     type: str
@@ -217,6 +229,12 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
+files:
+  description: The key files of O(files), each with its variable and whether this run changed (or would change) it.
+  returned: always
+  type: list
+  elements: dict
+  sample: [{path: /opt/table-order/keys/jwt_private.pem, variable: JWT_PRIVATE_KEY, changed: true}]
 dest:
   description: Path of the dotenv file.
   returned: always
@@ -325,6 +343,11 @@ from ansible_collections.ec2ops.stack.plugins.module_utils._atomic_file import (
     write_atomic,
 )
 from ansible_collections.ec2ops.stack.plugins.module_utils._dotenv import DotenvError, render
+from ansible_collections.ec2ops.stack.plugins.module_utils._secret_files import (
+    SecretFilesError,
+    normalize_files,
+    plan_files,
+)
 from ansible_collections.ec2ops.stack.plugins.module_utils._secrets_env import (
     SecretsEnvError,
     decode_binary,
@@ -400,6 +423,7 @@ def main():
         backup=dict(type="bool", default=False),
         header=dict(type="str"),
         follow=dict(type="bool", default=False),
+        files=dict(type="list", elements="dict", default=[]),
     )
     # boto3 is needed only to fetch secrets: a .env of static values (env alone) works without the AWS SDK.
     module = AnsibleAWSModule(argument_spec=argument_spec, supports_check_mode=True, check_boto3=False)
@@ -425,8 +449,17 @@ def main():
     if os.path.isdir(target):
         module.fail_json(msg=f"{dest} is a directory")
 
+    try:
+        files = normalize_files(params["files"], target)
+    except SecretFilesError as e:
+        module.fail_json(msg=str(e))
+
     sources, records, api_calls = read_secrets(module, specs) if specs else ([], [], 0)
     variables, overrides = merge(sources, static_env)
+    try:
+        file_plans = plan_files(files, variables, uid, gid)
+    except (SecretFilesError, UnsafePathError) as e:
+        module.fail_json(msg=str(e), secrets=records, api_calls=api_calls)
     if overrides:
         # Not module.warn(): AnsibleAWSModule would also pass them to exit_json (deprecated in ansible-core 2.19+).
         warn(override_warning(overrides))
@@ -444,7 +477,7 @@ def main():
     )
     content_changed = current_data != data
     changes["attributes"] = [] if content_changed else attribute_differences(current_stat, mode, uid, gid)
-    changed = content_changed or bool(changes["attributes"])
+    changed = content_changed or bool(changes["attributes"]) or any(plan[2] for plan in file_plans)
     result = dict(
         changed=changed,
         dest=dest,
@@ -453,8 +486,17 @@ def main():
         changes=changes,
         overridden=sorted({name for name, _loser, _winner in overrides}),
         api_calls=api_calls,
+        files=[{"path": entry["path"], "variable": entry["variable"], "changed": c} for entry, _d, c, _s in file_plans],
     )
-    if changed and not module.check_mode:
+    if not module.check_mode:
+        for entry, file_data, file_changed, file_stat in file_plans:
+            if not file_changed:
+                continue
+            try:
+                write_atomic(entry["path"], file_data, entry["mode"], *target_ownership(file_stat, uid, gid))
+            except OSError as e:
+                module.fail_json(msg=f"cannot write {entry['path']}: {e.strerror or e}", secrets=records)
+    if (content_changed or changes["attributes"]) and not module.check_mode:
         try:
             if content_changed:
                 if params["backup"] and current_data is not None:

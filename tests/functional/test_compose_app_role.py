@@ -154,3 +154,47 @@ def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app,
     assert "nope" in marker.read_text()
     assert hook.bodies[3]["text"].startswith(f"{app['name']} on localhost: FAILED rollback")
     assert all(b["by"] for b in hook.bodies)
+
+
+def test_key_files_from_secrets_manager_reach_the_container(ansible_playbook, app, app_images, moto_server):
+    """Issue 16: the table-order seed's ./keys mount, filled from a secret by the role (moto server)."""
+    import sys
+
+    pem = f"-----BEGIN PRIVATE KEY-----\nMIIE{uuid.uuid4().hex}\n-----END PRIVATE KEY-----"
+    name = f"{app['name']}/app"
+    moto_server.client("secretsmanager").create_secret(
+        Name=name, SecretString=json.dumps({"JWT_PRIVATE_KEY": pem, "APP_VERSION": "with-keys"})
+    )
+    extra = {
+        "compose_app_name": app["name"],
+        "compose_app_dir": str(app["dir"]),
+        "compose_app_compose_files": [{"src": str(HERE / "compose.yml.j2"), "dest": "compose.yml"}],
+        "compose_app_release": "v1",
+        "compose_app_images": {"api": f"{app_images}:v1"},
+        "compose_app_secrets": [{"id": name}],
+        "compose_app_secrets_python": sys.executable,
+        "compose_app_aws_endpoint_url": moto_server.endpoint_url,
+        "compose_app_aws_region": "us-east-1",
+        "compose_app_secret_files": [{"variable": "JWT_PRIVATE_KEY", "path": "keys/jwt_private.pem"}],
+        "compose_app_pull": "never",
+        "compose_app_prune_images": False,
+        "compose_app_verify_seconds": 1,
+        "app_port": app["port"],
+    }
+    run = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
+    assert run.rc == 0, run.output
+    key = app["dir"] / "keys" / "jwt_private.pem"
+    assert key.read_text() == pem + "\n" and key.stat().st_mode & 0o777 == 0o400
+    assert "JWT_PRIVATE_KEY" not in (app["dir"] / ".env").read_text()
+    seen = subprocess.run(
+        ["docker", "compose", "-p", app["name"], "exec", "-T", "api", "cat", "/keys/jwt_private.pem"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert seen.stdout == pem + "\n", seen.stderr
+    assert pem.splitlines()[1] not in run.output
+    again = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
+    assert (
+        again.rc == 0
+        and again.task("ec2ops.stack.compose_app : Write .env from Secrets Manager and static values")["changed"]
+        is False
+    ), again.output

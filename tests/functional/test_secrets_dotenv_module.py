@@ -15,7 +15,19 @@ HERE = pathlib.Path(__file__).parent / "secrets_dotenv"
 PLAYBOOK = HERE / "render_env.yml"
 TASK = "Write the .env file"
 HARD_CASES = json.loads((HERE / "hard_cases.json").read_text())
-OPTIONS = ("env", "owner", "group", "mode", "backup", "header", "follow", "region", "endpoint_url", "aws_config")
+OPTIONS = (
+    "env",
+    "owner",
+    "group",
+    "mode",
+    "backup",
+    "header",
+    "follow",
+    "files",
+    "region",
+    "endpoint_url",
+    "aws_config",
+)
 
 
 @pytest.fixture
@@ -348,3 +360,53 @@ def test_a_dest_planted_as_a_symlink_is_refused_and_its_target_untouched(render,
     # Asked for explicitly, a link of one's own is written through.
     assert render([app], dest=dest, follow=True).rc == 0
     assert victim.read_text() != before[0].decode() and dest.is_symlink()
+
+
+def test_key_files_from_a_secret_are_written_apart_from_the_env(render, secrets, tmp_path):
+    """Issue 16: the table-order seed's FastAPI service mounts its RS256 key pair from ./keys."""
+    marker = uuid.uuid4().hex
+    private = f"-----BEGIN PRIVATE KEY-----\nMIIE{marker}\n-----END PRIVATE KEY-----"
+    public = f"-----BEGIN PUBLIC KEY-----\nMIIB{marker}\n-----END PUBLIC KEY-----\n"
+    app = secrets.create("jwt", {"JWT_PRIVATE_KEY": private, "JWT_PUBLIC_KEY": public, "JWT_ALG": "RS256"})
+    (tmp_path / "keys").mkdir()
+    files = [
+        {"variable": "JWT_PRIVATE_KEY", "path": "keys/jwt_private.pem"},
+        {"variable": "JWT_PUBLIC_KEY", "path": str(tmp_path / "keys" / "jwt_public.pem"), "mode": "0444"},
+    ]
+    # Check mode first: nothing written, the change announced.
+    preview = render([app], files=files, check=True, diff=True, verbosity=3, json_output=False)
+    assert preview.rc == 0 and not (tmp_path / "keys" / "jwt_private.pem").exists(), preview.output[-3000:]
+    run = render([app], files=files, diff=True)
+    assert run.rc == 0, run.output
+    result = run.task(TASK)
+    assert [f["changed"] for f in result["files"]] == [True, True]
+    key = tmp_path / "keys" / "jwt_private.pem"
+    assert key.read_text() == private + "\n" and stat.S_IMODE(key.stat().st_mode) == 0o400
+    assert (tmp_path / "keys" / "jwt_public.pem").read_text() == public
+    assert stat.S_IMODE((tmp_path / "keys" / "jwt_public.pem").stat().st_mode) == 0o444
+    # Out of the .env (a PEM there helps nobody), the other keys stay.
+    assert (tmp_path / ".env").read_text() == "JWT_ALG='RS256'\n"
+    assert marker not in run.output and marker not in preview.output
+    again = render([app], files=files).task(TASK)
+    assert again["changed"] is False and [f["changed"] for f in again["files"]] == [False, False]
+    # A rotated key: only that file changes.
+    secrets.update(
+        app, {"JWT_PRIVATE_KEY": private.replace("MIIE", "MIIF"), "JWT_PUBLIC_KEY": public, "JWT_ALG": "RS256"}
+    )
+    rotated = render([app], files=files).task(TASK)
+    assert [f["changed"] for f in rotated["files"]] == [True, False]
+    assert "MIIF" in key.read_text()
+
+
+def test_key_file_mistakes_are_named_and_change_nothing(render, secrets, tmp_path):
+    app = secrets.create("jwt", {"JWT_PRIVATE_KEY": "k" * 40})
+    for files, message in (
+        ([{"variable": "NOPE", "path": "key.pem"}], "files: no secret gives NOPE"),
+        ([{"variable": "JWT_PRIVATE_KEY", "path": "../key.pem"}], "a relative path stays beside dest"),
+        ([{"variable": "JWT_PRIVATE_KEY", "path": "missing/key.pem"}], "the directory of"),
+        ([{"variable": "JWT_PRIVATE_KEY"}], "files[0] needs variable"),
+    ):
+        run = render([app], files=files)
+        assert run.rc != 0 and message in run.output, run.output[-2000:]
+        assert "k" * 40 not in run.output
+        assert not (tmp_path / ".env").exists()
