@@ -309,6 +309,8 @@ class Deployer:
                 f"run_service {self.run_service!r} is not a service of release {current['key']} (services: {known})"
             )
         self._learn_record_secrets(current)
+        # Its services are names of the output, not secrets (DB_HOST=postgres must not mask "postgres://").
+        self._names.update(current.get("services") or {})
         shown = self._mask(" ".join(shlex.quote(a) for a in self.run_command))
         if check_mode:
             self.say(f"would run `{shown}` in {self.run_service} of release {current['key']}")

@@ -8,6 +8,7 @@ compose_deploy installs them.
 
 import http.server
 import json
+import os
 import pathlib
 import socket
 import subprocess
@@ -198,3 +199,58 @@ def test_key_files_from_secrets_manager_reach_the_container(ansible_playbook, ap
         and again.task("ec2ops.stack.compose_app : Write .env from Secrets Manager and static values")["changed"]
         is False
     ), again.output
+
+
+def test_the_spa_goes_out_with_the_release_and_back_with_the_rollback(ansible_playbook, app, app_images, tmp_path):
+    """Issue 16: the table-order seeds' SPA, beside the API: one directory per release, an atomic switch of
+    `current` after the API's deploy succeeded, back with a rollback, old releases pruned."""
+    import tarfile
+
+    def build(version):
+        site = tmp_path / f"dist-{version}"
+        (site / "assets").mkdir(parents=True, exist_ok=True)
+        (site / "index.html").write_text(f"<html>{version}</html>\n")
+        (site / "assets" / f"app.{version}.js").write_text("console.log(1)\n")
+        archive = tmp_path / f"web-{version}.tar.gz"
+        with tarfile.open(archive, "w:gz") as tar:
+            tar.add(site, arcname=".")
+        return str(archive)
+
+    web = tmp_path / "www"
+    web.mkdir()
+    extra = {
+        "compose_app_name": app["name"],
+        "compose_app_dir": str(app["dir"]),
+        "compose_app_compose_files": [{"src": str(HERE / "compose.yml.j2"), "dest": "compose.yml"}],
+        "compose_app_images": {"api": f"{app_images}:v1"},
+        "compose_app_env": {"APP_VERSION": "spa"},
+        "compose_app_pull": "never",
+        "compose_app_prune_images": False,
+        "compose_app_verify_seconds": 1,
+        "app_port": app["port"],
+    }
+
+    def deploy(release, **more):
+        spa = {"src": build(release), "dest": str(web), "keep": 2}
+        return ansible_playbook(
+            HERE / "deploy.yml", extra_vars=dict(extra, compose_app_release=release, compose_app_spa=spa, **more)
+        )
+
+    for release in ("r1", "r2"):
+        run = deploy(release)
+        assert run.rc == 0, run.output
+        assert (web / "current" / "index.html").read_text() == f"<html>{release}</html>\n"
+    assert os.readlink(web / "current") == "releases/r2"
+    again = deploy("r2")
+    assert again.rc == 0 and again.json["stats"]["localhost"]["changed"] == 0, again.output
+    rollback = deploy("r2", compose_app_state="rolled_back")
+    assert rollback.rc == 0, rollback.output
+    assert os.readlink(web / "current") == "releases/r1"
+    assert (web / "current" / "index.html").read_text() == "<html>r1</html>\n"
+    run = deploy("r3")
+    assert run.rc == 0 and os.readlink(web / "current") == "releases/r3"
+    assert sorted(os.listdir(web / "releases")) == ["r1", "r3"]  # keep 2; the one served before stays
+    refused = ansible_playbook(
+        HERE / "deploy.yml", extra_vars=dict(extra, compose_app_release="r4", compose_app_spa={"src": "web.zip"})
+    )
+    assert refused.rc != 0 and "compose_app_spa needs src" in refused.output
