@@ -276,7 +276,7 @@ def _log_lines(status):
 
 
 def _duration(seconds):
-    minutes, _ = divmod(int(seconds), 60)
+    minutes = int(seconds) // 60
     hours, minutes = divmod(minutes, 60)
     days, hours = divmod(hours, 24)
     if days:

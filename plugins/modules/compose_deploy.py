@@ -204,10 +204,31 @@ options:
     choices: [warn, refuse]
     default: warn
   state:
-    description: V(deployed) deploys O(release); V(rolled_back) restores the release named by O(release).
+    description:
+      - V(deployed) deploys O(release); V(rolled_back) restores the release named by O(release).
+      - V(locked) holds every deploy and rollback of the project (they fail naming who holds it and O(lock_message))
+        until V(unlocked) releases it; neither touches the running app.
+      - V(ran) runs O(run_command) once in a one-off container of O(run_service), from the current release's pinned
+        image, compose files and env files, under the deploy lock; its output (masked) is returned and kept in the
+        audit log; a non-zero exit fails the task.
     type: str
-    choices: [deployed, rolled_back]
+    choices: [deployed, rolled_back, locked, unlocked, ran]
     default: deployed
+  lock_message:
+    description: With O(state=locked), why deploys are held (shown to whoever tries to deploy).
+    type: str
+    default: ""
+  run_service:
+    description: With O(state=ran), the service to run the command in.
+    type: str
+  run_command:
+    description: With O(state=ran), the command's argv (no shell), for example C([python, manage.py, showmigrations]).
+    type: list
+    elements: str
+  run_timeout:
+    description: With O(state=ran), seconds the command may run before it is stopped.
+    type: int
+    default: 600
 attributes:
   check_mode:
     support: full

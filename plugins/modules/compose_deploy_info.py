@@ -14,7 +14,8 @@ description:
   - With O(logs_service), also the last lines of that service's containers.
   - Every value of the current release's env files is masked (C(***)) in everything it returns.
 version_added: 1.0.0
-author: ec2ops.stack contributors
+author:
+  - ec2ops.stack maintainers (@ec2ops)
 options:
   project_dir:
     description: The project directory (where C(.ec2ops/) is).
@@ -43,6 +44,7 @@ attributes:
     description: It never changes anything.
   diff_mode:
     support: none
+    description: It never changes anything, so there is no diff.
   idempotent:
     support: full
     description: It never changes anything.
