@@ -64,6 +64,7 @@ ARGUMENT_SPEC = dict(
     source_dir=dict(type="path"),
     files=dict(type="list", elements="str", default=[]),
     contents=dict(type="dict", default={}, no_log=True),
+    assets=dict(type="list", elements="str", default=[]),
     env_files=dict(type="list", elements="str"),
     profiles=dict(type="list", elements="str", default=[]),
     release=dict(type="str"),
@@ -127,7 +128,7 @@ def _check_values(p):
     for service in p["services"] or {}:
         if not _SERVICE_RE.match(str(service)):
             raise OptionsError(f"services: {service!r} is not a service name (letters, digits, '_', '.', '-')")
-    for option in ("files", "env_files"):
+    for option in ("files", "env_files", "assets"):
         for name in p[option] or []:
             parts = name.split("/")
             if not _FILE_RE.match(name) or ".." in parts or parts[0] == ".ec2ops":

@@ -178,6 +178,8 @@ class Deployer:
         self.project = p["project_name"] or os.path.basename(self.project_dir.rstrip("/"))
         self.state_dir = os.path.join(self.project_dir, STATE_DIR)
         self.files_opt, self.env_files_opt, self.profiles = p["files"], p["env_files"], p["profiles"]
+        # Files the release carries that compose does not read (key files): snapshotted and installed with it.
+        self.assets = list(p["assets"])
         # Files given as text (the role's rendered templates): read from here instead of source_dir.
         self.contents = {name: text.encode() for name, text in p["contents"].items()}
         self.state, self.release_opt, self.images = p["state"], p["release"], dict(p["images"])
@@ -385,7 +387,7 @@ class Deployer:
         env_files = self.env_files_opt
         if env_files is None:
             env_files = [".env"] if os.path.exists(os.path.join(self.source_dir, ".env")) else []
-        for name in [*files, *env_files]:
+        for name in [*files, *env_files, *self.assets]:
             if os.path.isabs(name) or ".." in name.split("/") or name.split("/")[0] == STATE_DIR:
                 raise DeployError(
                     f"{name!r}: compose and env files are named relative to project_dir, inside it (not in .ec2ops)"
@@ -467,7 +469,7 @@ class Deployer:
     def _install_files(self, record):
         """Put a record's compose and env files into project_dir (owner and mode kept where a file exists)."""
         directory = self._files_dir(record)
-        for name in [*record["files"], *record["env_files"]]:
+        for name in [*record["files"], *record["env_files"], *record.get("assets", [])]:
             with open(os.path.join(directory, name), "rb") as handle:
                 data = handle.read()
             dest = os.path.join(self.project_dir, name)
@@ -770,7 +772,7 @@ class Deployer:
                 raise
             self.say("the release's files are not in place yet (dry run before they are staged): it would be deployed")
             return {"changed": True, "release": self.release_opt, "rolled_back": False}
-        names = [*files, *env_files]
+        names = [*files, *env_files, *self.assets]
         for name in env_files:
             if name in self.contents:
                 self._learn_secret_text(self.contents[name])
@@ -807,10 +809,12 @@ class Deployer:
             return False
         if current.get("files") != files or current.get("env_files") != env_files:
             return False
+        if current.get("assets", []) != self.assets:
+            return False
         kept = self._files_dir(current)
         try:
             same_compose = all(self._source(n) == _read(os.path.join(kept, n)) for n in files)
-            same_env = all(self._source(n) == _read(os.path.join(kept, n)) for n in env_files)
+            same_env = all(self._source(n) == _read(os.path.join(kept, n)) for n in [*env_files, *self.assets])
         except OSError:
             return False
         return same_compose and not same_env
@@ -843,6 +847,7 @@ class Deployer:
             "deployed_by": self.deployed_by,
             "files": files,
             "env_files": env_files,
+            "assets": list(self.assets),
             "files_digest": digest,
             "requested_images": dict(self.images),
             "secret_versions": self.secret_versions,
@@ -852,7 +857,7 @@ class Deployer:
         key = self.history.begin(record, taken=lambda k: os.path.lexists(self._release_dir(k)))
         directory = self._release_dir(key)
         try:
-            self._snapshot(directory, [*files, *env_files])
+            self._snapshot(directory, [*files, *env_files, *self.assets])
             fault_point("after-snapshot")
             record.update(self._resolve_images(record))
             record["prepare_seconds"] = round(self.clock() - t0, 2)
@@ -1205,6 +1210,8 @@ class Deployer:
         kept, now = self._files_dir(record), self._files_dir(current)
         self.contents = {n: _read(os.path.join(kept, n)) for n in record["files"]}
         self.contents.update({n: _read(os.path.join(now, n)) for n in current["env_files"]})
+        self.contents.update({n: _read(os.path.join(now, n)) for n in current.get("assets", [])})
+        self.assets = list(current.get("assets", []))
         self.files_opt, self.env_files_opt = list(record["files"]), list(current["env_files"])
         # The exact images it ran: pinned by digest (or local image id), already on the host or pullable.
         self.images = {n: svc["pinned"] for n, svc in (record.get("services") or {}).items() if svc.get("pinned")}

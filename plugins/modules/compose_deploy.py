@@ -57,6 +57,14 @@ options:
     type: list
     elements: str
     default: []
+  assets:
+    description:
+      - Other files of the release, relative to O(project_dir), that compose does not read itself - key files the
+        services mount (C(keys/jwt_private.pem)). Read from O(source_dir), snapshotted with the release (0600),
+        installed with it (mode and owner kept) and restored by a rollback, like the env files.
+    type: list
+    elements: str
+    default: []
   contents:
     description:
       - Files of the release given as text, by name (each also listed in O(files) or O(env_files)), such as templates

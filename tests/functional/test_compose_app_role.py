@@ -158,7 +158,8 @@ def test_the_webhook_hears_deploys_rollbacks_and_failures(ansible_playbook, app,
 
 
 def test_key_files_from_secrets_manager_reach_the_container(ansible_playbook, app, app_images, moto_server):
-    """Issue 16: the table-order seed's ./keys mount, filled from a secret by the role (moto server)."""
+    """Issue 16: the table-order seed's ./keys mount, filled from a secret by the role (moto server), byte-exact and
+    0400, part of the release: a rollback restores the key the older release ran with."""
     import sys
 
     pem = f"-----BEGIN PRIVATE KEY-----\nMIIE{uuid.uuid4().hex}\n-----END PRIVATE KEY-----"
@@ -194,11 +195,25 @@ def test_key_files_from_secrets_manager_reach_the_container(ansible_playbook, ap
     assert seen.stdout == pem + "\n", seen.stderr
     assert pem.splitlines()[1] not in run.output
     again = ansible_playbook(HERE / "deploy.yml", extra_vars=extra)
-    assert (
-        again.rc == 0
-        and again.task("ec2ops.stack.compose_app : Write .env from Secrets Manager and static values")["changed"]
-        is False
-    ), again.output
+    assert again.rc == 0 and again.task("ec2ops.stack.compose_app : Deploy the release")["changed"] is False, (
+        again.output
+    )
+    # A new key is a new release of the files; a rollback puts the key the older release ran with back.
+    new_pem = pem.replace("MIIE", "MIIF")
+    moto_server.client("secretsmanager").put_secret_value(
+        SecretId=name, SecretString=json.dumps({"JWT_PRIVATE_KEY": new_pem, "APP_VERSION": "with-keys"})
+    )
+    rotated = ansible_playbook(HERE / "deploy.yml", extra_vars=dict(extra, compose_app_release="v2"))
+    assert rotated.rc == 0, rotated.output
+    assert key.read_text() == new_pem + "\n" and key.stat().st_mode & 0o777 == 0o400
+    back = ansible_playbook(HERE / "deploy.yml", extra_vars=dict(extra, compose_app_state="rolled_back"))
+    assert back.rc == 0, back.output
+    assert key.read_text() == pem + "\n"
+    seen = subprocess.run(
+        ["docker", "compose", "-p", app["name"], "exec", "-T", "api", "cat", "/keys/jwt_private.pem"],
+        capture_output=True, text=True, check=False,
+    )  # fmt: skip
+    assert seen.stdout == pem + "\n", seen.stderr
 
 
 def test_the_spa_goes_out_with_the_release_and_back_with_the_rollback(ansible_playbook, app, app_images, tmp_path):
