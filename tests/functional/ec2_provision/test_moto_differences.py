@@ -69,3 +69,28 @@ def test_describe_tags_lists_tags_of_deleted_resources(ec2):
     ec2.delete_security_group(GroupId=group)
 
     assert tags_of(ec2, group) == {"Project": ("repro", "security-group")}, "moto now forgets deleted tags"
+
+
+def test_gp3_db_instance_has_no_storage_throughput(moto_server):
+    """AWS describes a gp3 RDS instance with its StorageThroughput (125 MiB/s below 400 GiB) and
+    Iops; moto leaves both out. amazon.aws.rds_instance reads ``instance["StorageThroughput"]``
+    on every run against an existing gp3 instance and fails with KeyError on moto. ec2_provision
+    therefore calls rds_instance only when the database is missing or differs from its variables
+    (compared from rds_instance_info), so a run against moto that changes the database itself
+    cannot be tested; creation, the unchanged second run and teardown are."""
+    rds = moto_server.client("rds", region=REGION)
+    rds.create_db_instance(
+        DBInstanceIdentifier="repro-gp3",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        StorageType="gp3",
+        MasterUsername="repro",
+        MasterUserPassword="repro-password-1",
+    )
+    try:
+        [instance] = rds.describe_db_instances(DBInstanceIdentifier="repro-gp3")["DBInstances"]
+        assert instance["StorageType"] == "gp3"
+        assert "StorageThroughput" not in instance, "moto now returns StorageThroughput for gp3"
+    finally:
+        rds.delete_db_instance(DBInstanceIdentifier="repro-gp3", SkipFinalSnapshot=True)
