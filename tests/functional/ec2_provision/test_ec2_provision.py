@@ -129,6 +129,7 @@ class Aws:
             "volumes": [v["VolumeId"] for v in self.volumes(tags)],
             "iam_role": self.role_exists(f"{prefix}-app"),
             "instance_profile": self.instance_profile_exists(f"{prefix}-app"),
+            "bucket": self.bucket_exists(f"{prefix}-uploads"),
         }
         return {k: v for k, v in left.items() if v}
 
@@ -712,6 +713,11 @@ def test_database_for_a_dev_environment(ansible_playbook, moto_server, aws, tmp_
 
     again = ansible_playbook(PROVISION, extra_vars=db)
     assert again.rc == 0 and changed_tasks(again) == [], again.output
+    summary = again.task("ec2ops.stack.ec2_provision : Show the stack")["msg"]
+    assert (
+        f"database ticketing-db postgres 16 db.t3.micro {instance['Endpoint']['Address']}:5432, secret ticketing/db/rds"
+        in summary
+    )
     assert secret_value(aws, "ticketing/db/rds") == {**connection, "DB_PASSWORD": password}
     preview = ansible_playbook(PROVISION, extra_vars=db, check=True)
     assert preview.rc == 0 and changed_tasks(preview) == [], preview.output
@@ -728,10 +734,75 @@ def test_database_for_a_dev_environment(ansible_playbook, moto_server, aws, tmp_
         },
     )
     assert env.rc == 0, env.output
-    assert f'DB_HOST="{instance["Endpoint"]["Address"]}"' in dest.read_text().splitlines() or (
-        f"DB_HOST='{instance['Endpoint']['Address']}'" in dest.read_text().splitlines()
-    )
+    lines = dest.read_text().splitlines()
+    assert f"DB_HOST='{instance['Endpoint']['Address']}'" in lines
+    assert {"DB_PORT='5432'", "DB_NAME='ticketing'", "DB_USER='dbadmin'", f"DB_PASSWORD='{password}'"} <= set(lines)
     assert password not in env.output
+
+    # Teardown: a dev database goes without a final snapshot; its secret stays restorable.
+    gone = ansible_playbook(TEARDOWN, extra_vars={**db, "ec2_provision_destroy_confirm": "ticketing-db"})
+    assert gone.rc == 0, gone.output
+    assert db_instance(aws, "ticketing-db") is None
+    assert aws.rds.describe_db_snapshots(DBInstanceIdentifier="ticketing-db")["DBSnapshots"] == []
+    assert "DeletedDate" in aws.secrets.describe_secret(SecretId="ticketing/db/rds")
+    assert "ticketing-db" not in [g["DBSubnetGroupName"] for g in aws.rds.describe_db_subnet_groups()["DBSubnetGroups"]]
+    assert aws.nothing_left("ticketing-db", DB) == {}
+    assert password not in gone.output
+
+
+def test_prod_inventory_reads_the_database_secret():
+    """The prod app's .env takes the database from the secret provisioning writes
+    (<project>/<env>/rds), and no static DB_HOST overrides it (compose_app_env wins over secrets)."""
+    app = yaml.safe_load((ROOT / "inventories" / "prod" / "group_vars" / "app.yml").read_text())
+    defaults = yaml.safe_load((ROOT / "roles" / "ec2_provision" / "defaults" / "main.yml").read_text())
+    assert defaults["ec2_provision_rds_secret_name"] == "{{ ec2_provision_project }}/{{ ec2_provision_env }}/rds"
+    assert {"id": "ticketing/prod/rds"} in app["compose_app_secrets"]
+    assert not {"DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"} & set(app["compose_app_env"])
+
+
+def test_prod_database_is_protected(ansible_playbook, moto_server, aws):
+    """The prod size (db.t3.small, Multi-AZ, deletion protection); teardown refuses while protection
+    is on and changes nothing; once it is off, teardown takes a final snapshot. A stack of its own
+    (Env=prod, no hosts)."""
+    prod = stack_vars(
+        moto_server,
+        ec2_provision_env="prod",
+        ec2_provision_app_count=0,
+        ec2_provision_judge0_count=0,
+        ec2_provision_s3_buckets=[],
+        ec2_provision_rds_enabled=True,
+        ec2_provision_destroy_confirm="ticketing-prod",
+    )
+    run = ansible_playbook(PROVISION, extra_vars=prod)
+    assert run.rc == 0, run.output
+    instance = db_instance(aws, "ticketing-prod")
+    assert (instance["DBInstanceClass"], instance["MultiAZ"], instance["DeletionProtection"]) == (
+        "db.t3.small",
+        True,
+        True,
+    )
+
+    refused = ansible_playbook(TEARDOWN, extra_vars=prod)
+    assert refused.rc != 0
+    assert "database ticketing-prod has deletion protection on" in refused.output
+    assert "-e ec2_provision_rds_deletion_protection=false" in refused.output
+    assert db_instance(aws, "ticketing-prod")["DBInstanceStatus"] == "available"
+    assert sorted(aws.security_groups({**TAGS, "Env": "prod"})) == [
+        "ticketing-prod-app",
+        "ticketing-prod-rds",
+        "ticketing-prod-redis",
+    ]
+    assert aws.role_exists("ticketing-prod-app")
+
+    # What provision.yml -e ec2_provision_rds_deletion_protection=false does on AWS; on moto
+    # rds_instance cannot modify a gp3 instance (test_moto_differences.py), so boto3 stands in.
+    aws.rds.modify_db_instance(DBInstanceIdentifier="ticketing-prod", DeletionProtection=False, ApplyImmediately=True)
+    gone = ansible_playbook(TEARDOWN, extra_vars=prod)
+    assert gone.rc == 0, gone.output
+    assert db_instance(aws, "ticketing-prod") is None
+    [snapshot] = aws.rds.describe_db_snapshots(DBInstanceIdentifier="ticketing-prod")["DBSnapshots"]
+    assert snapshot["DBSnapshotIdentifier"].startswith("ticketing-prod-final-")
+    assert aws.nothing_left("ticketing-prod", {**TAGS, "Env": "prod"}) == {}
 
 
 def test_teardown_in_check_mode_deletes_nothing(aws, story, created):
@@ -769,9 +840,21 @@ def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aw
 
 
 def test_teardown_leaves_nothing_tagged_behind(ansible_playbook, moto_server, aws, created):
+    # An upload: teardown keeps a bucket that holds objects, and says how to delete it anyway.
+    aws.s3.put_object(Bucket=f"{PREFIX}-uploads", Key="images/poster.png", Body=b"png")
     run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX))
 
     assert run.rc == 0, run.output
+    assert aws.nothing_left(PREFIX) == {"bucket": True}
+    assert aws.s3.get_object(Bucket=f"{PREFIX}-uploads", Key="images/poster.png")["Body"].read() == b"png"
+    lines = run.task("ec2ops.stack.ec2_provision : Show what was torn down")["msg"]
+    assert f"S3 buckets kept because they hold objects: {PREFIX}-uploads" in lines[-1]
+    assert "ec2_provision_s3_force_destroy=true" in lines[-1]
+    forced = ansible_playbook(
+        TEARDOWN,
+        extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX, ec2_provision_s3_force_destroy=True),
+    )
+    assert forced.rc == 0, forced.output
     assert aws.nothing_left(PREFIX) == {}
     # Terminated instances stay visible for a while (in AWS too); they are all this stack left.
     assert {i["State"]["Name"] for i in aws.instances(states=("terminated",))} == {"terminated"}

@@ -94,3 +94,23 @@ def test_gp3_db_instance_has_no_storage_throughput(moto_server):
         assert "StorageThroughput" not in instance, "moto now returns StorageThroughput for gp3"
     finally:
         rds.delete_db_instance(DBInstanceIdentifier="repro-gp3", SkipFinalSnapshot=True)
+
+
+def test_cache_cluster_has_no_nodes_or_security_groups(moto_server):
+    """AWS describes a Redis cache cluster (ShowCacheNodeInfo) with its CacheNodes, whose Endpoint
+    is the address the app connects to, and its VPC SecurityGroups; moto returns neither.
+    community.aws.elasticache reads CacheNodes[0] on every run against an existing Redis cluster
+    and fails with KeyError on moto, and no endpoint could reach the app's secret. This is why
+    ec2_provision does not create ElastiCache yet (issue 19): it could not be tested here."""
+    elasticache = moto_server.client("elasticache", region=REGION)
+    elasticache.create_cache_cluster(
+        CacheClusterId="repro-redis", Engine="redis", CacheNodeType="cache.t3.micro", NumCacheNodes=1
+    )
+    try:
+        [cluster] = elasticache.describe_cache_clusters(CacheClusterId="repro-redis", ShowCacheNodeInfo=True)[
+            "CacheClusters"
+        ]
+        assert "CacheNodes" not in cluster, "moto now returns the cache nodes (and their endpoints)"
+        assert "SecurityGroups" not in cluster, "moto now returns the VPC security groups"
+    finally:
+        elasticache.delete_cache_cluster(CacheClusterId="repro-redis")
