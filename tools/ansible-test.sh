@@ -31,7 +31,7 @@ else
 fi
 # Dependency collections (galaxy.yml) next to this one, from the `ansible` package in the venv.
 site=$("$VENV/bin/python" -c 'import ansible_collections, os; print(os.path.dirname(ansible_collections.__path__[0]))')
-for dep in amazon/aws community/docker ansible/posix community/general community/crypto; do
+for dep in amazon/aws community/aws community/docker ansible/posix community/general community/crypto; do
   mkdir -p "$work/ansible_collections/${dep%/*}"
   ln -sfn "$site/ansible_collections/$dep" "$work/ansible_collections/$dep"
 done

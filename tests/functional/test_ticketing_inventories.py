@@ -198,8 +198,9 @@ def test_prod_healthcheck_and_deploy_check_ask_the_same_path(prod):
 def test_prod_names_the_app_secret_once(prod):
     _files, variables, _dest, env = prod
     ids = [s["id"] for s in variables["compose_app_secrets"]]
-    assert ids == [f"ticketing/{env}/app"]
-    assert variables["ec2_provision_secret_names"] == ids
+    # The app's own secret, and the database's that provisioning writes (issue 19; the role grants it itself).
+    assert ids == [f"ticketing/{env}/app", f"ticketing/{env}/rds"]
+    assert variables["ec2_provision_secret_names"] == ids[:1] and variables["ec2_provision_rds_enabled"] is True
     docs = (ROOT / "docs" / "provisioning.md").read_text()
     assert "ticketing/prod/app" in docs
     assert "[ticketing/prod]" not in docs and "secret:ticketing/prod-" not in docs
@@ -210,7 +211,8 @@ def test_each_environment_differs_only_where_it_says(prod):
     want = ENVS[env]
     assert variables["ec2_provision_env"] == env
     assert variables["compose_app_env"]["SPRING_PROFILES_ACTIVE"] == env
-    assert f"ticketing-{env}." in variables["compose_app_env"]["DB_HOST"]
+    assert "DB_HOST" not in variables["compose_app_env"]  # from ticketing/<env>/rds, never a static value
+    assert f"ticketing-{env}." in variables["compose_app_env"]["REDIS_HOST"]
     assert [site["server_names"] for site in variables["nginx_sites"]] == [[want["domain"]]]
     assert variables["nginx_letsencrypt_staging"] is want["le_staging"]
     assert variables["compose_app_verify_seconds"] == want["verify"]

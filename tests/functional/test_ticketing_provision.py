@@ -69,14 +69,14 @@ def test_provisioning_creates_the_stack_the_inventory_describes(moto_server, pro
     assert sorted(by_role) == ["app", "judge0"]
     # inventories/prod/group_vars/all/env.yml: ticketing_app_instance_type
     assert by_role["app"]["InstanceType"] == "t3.large"
-    # The instance role reads exactly the secret compose_app_secrets names.
+    # The instance role reads exactly the secrets compose_app_secrets names (the app's, the database's).
     iam = moto_server.client("iam", region=REGION)
     document = iam.get_role_policy(RoleName="ticketing-prod-app", PolicyName="ec2ops-app-runtime")["PolicyDocument"]
     if isinstance(document, str):
         document = json.loads(urllib.parse.unquote(document))
     (statement,) = [s for s in document["Statement"] if s.get("Sid") == "ReadAppSecrets"]
     resources = statement["Resource"] if isinstance(statement["Resource"], list) else [statement["Resource"]]
-    assert [r.split(":secret:", 1)[1] for r in resources] == ["ticketing/prod/app-??????"]
+    assert [r.split(":secret:", 1)[1] for r in resources] == ["ticketing/prod/app-??????", "ticketing/prod/rds-??????"]
 
 
 def test_the_same_inventory_finds_what_was_provisioned(moto_server, provisioned):

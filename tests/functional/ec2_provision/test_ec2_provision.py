@@ -48,7 +48,9 @@ LIVE = ("pending", "running", "stopping", "stopped")
 
 
 def stack_vars(moto_server, **overrides):
+    env = overrides.get("ec2_provision_env", ENV)
     return {
+        "ec2_provision_s3_buckets": [{"name": f"{PROJECT}-{env}-uploads", "prefix": "images/"}],
         "ec2_provision_aws_endpoint_url": moto_server.endpoint_url,
         "ec2_provision_aws_region": REGION,
         "ec2_provision_project": PROJECT,
@@ -75,6 +77,9 @@ class Aws:
         self.ec2 = moto_server.client("ec2", region=REGION)
         self.iam = moto_server.client("iam", region=REGION)
         self.ssm = moto_server.client("ssm", region=REGION)
+        self.s3 = moto_server.client("s3", region=REGION)
+        self.rds = moto_server.client("rds", region=REGION)
+        self.secrets = moto_server.client("secretsmanager", region=REGION)
 
     def instances(self, tags=None, states=LIVE):
         filters = [*tag_filters(tags), {"Name": "instance-state-name", "Values": list(states)}]
@@ -107,6 +112,14 @@ class Aws:
             return False
         return True
 
+    def bucket_exists(self, name):
+        try:
+            self.s3.head_bucket(Bucket=name)
+        except ClientError as e:
+            assert e.response["Error"]["Code"] in ("404", "NoSuchBucket")
+            return False
+        return True
+
     def nothing_left(self, prefix, tags=None):
         """What of the stack is still there (empty when nothing)."""
         left = {
@@ -116,6 +129,7 @@ class Aws:
             "volumes": [v["VolumeId"] for v in self.volumes(tags)],
             "iam_role": self.role_exists(f"{prefix}-app"),
             "instance_profile": self.instance_profile_exists(f"{prefix}-app"),
+            "bucket": self.bucket_exists(f"{prefix}-uploads"),
         }
         return {k: v for k, v in left.items() if v}
 
@@ -244,8 +258,8 @@ def test_provision_job_through_ansible_runner(moto_server, aws, story, tmp_path,
     assert job.counts.get("runner_on_failed", 0) == job.counts.get("runner_item_on_failed", 0) == 0
     [stats] = [e for e in job.events if e["event"] == "playbook_on_stats"]
     assert stats["event_data"]["failures"] == {}
-    # Security groups, IAM role, its policy, instance profile, the hosts, the Elastic IP.
-    assert job.host_stat("changed") == 6
+    # Security groups, the bucket, its lifecycle, IAM role, its policy, instance profile, the hosts, the Elastic IP.
+    assert job.host_stat("changed") == 8
     launches = job.task_events("Launch the hosts", "runner_item_on_ok")
     assert [e["event_data"]["res"]["changed"] for e in launches] == [True, True]
     # The project's ansible.cfg applied (AWX runs in the project directory): its
@@ -261,6 +275,7 @@ def test_provision_job_through_ansible_runner(moto_server, aws, story, tmp_path,
     lines = summary["event_data"]["res"]["msg"]
     assert lines[0] == f"Stack {PREFIX} in {REGION}, VPC {instances[0]['VpcId']}"
     assert any(line.startswith("app i-") and line.endswith("(Elastic IP)") for line in lines)
+    assert f"s3 buckets: {PREFIX}-uploads/images/ read-write" in lines
 
 
 def test_check_mode_on_an_empty_account_changes_nothing(preview, aws):
@@ -276,6 +291,15 @@ def test_check_mode_on_an_empty_account_changes_nothing(preview, aws):
     ]
     assert [r["msg"] for r in launch["results"]] == ["Would have launched instances if not in check_mode."] * 2
     assert aws.nothing_left(f"{PROJECT}-preview", {**TAGS, "Env": "preview"}) == {}
+    # s3_bucket and s3_lifecycle have no check mode: skipped, and the summary says what a real run creates.
+    assert not aws.bucket_exists(f"{PROJECT}-preview-uploads")
+    [summary] = [
+        t["hosts"]["localhost"]
+        for play in result["plays"]
+        for t in play["tasks"]
+        if t["task"]["name"] == "ec2ops.stack.ec2_provision : Show the stack"
+    ]
+    assert f"s3 buckets: {PROJECT}-preview-uploads/images/ read-write (created by a real run)" in summary["msg"]
 
 
 @pytest.fixture
@@ -344,10 +368,54 @@ def test_iam_role_allows_only_secrets_and_ecr_pull(aws, created):
                 "Action": ["ecr:BatchCheckLayerAvailability", "ecr:BatchGetImage", "ecr:GetDownloadUrlForLayer"],
                 "Resource": [f"arn:aws:ecr:{REGION}:{ACCOUNT}:repository/*"],
             },
+            # The uploads bucket: objects under its prefix only, and listing only that prefix.
+            {
+                "Sid": "S3TicketingCiUploadsObjects",
+                "Effect": "Allow",
+                "Action": ["s3:GetObject", "s3:PutObject", "s3:DeleteObject"],
+                "Resource": [f"arn:aws:s3:::{PREFIX}-uploads/images/*"],
+            },
+            {
+                "Sid": "S3TicketingCiUploadsList",
+                "Effect": "Allow",
+                "Action": ["s3:ListBucket"],
+                "Resource": [f"arn:aws:s3:::{PREFIX}-uploads"],
+                "Condition": {"StringLike": {"s3:prefix": ["images/*"]}},
+            },
         ],
     }
     profile = aws.iam.get_instance_profile(InstanceProfileName=f"{PREFIX}-app")["InstanceProfile"]
     assert [r["RoleName"] for r in profile["Roles"]] == [f"{PREFIX}-app"]
+
+
+def lifecycle_rules(aws, bucket):
+    try:
+        return aws.s3.get_bucket_lifecycle_configuration(Bucket=bucket)["Rules"]
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "NoSuchLifecycleConfiguration"
+        return []
+
+
+def test_uploads_bucket_is_private_encrypted_versioned_and_goes_to_glacier(aws, created):
+    bucket = f"{PREFIX}-uploads"
+    block = aws.s3.get_public_access_block(Bucket=bucket)["PublicAccessBlockConfiguration"]
+    assert block == dict.fromkeys(
+        ("BlockPublicAcls", "IgnorePublicAcls", "BlockPublicPolicy", "RestrictPublicBuckets"), True
+    )
+    assert aws.s3.get_bucket_ownership_controls(Bucket=bucket)["OwnershipControls"]["Rules"] == [
+        {"ObjectOwnership": "BucketOwnerEnforced"}
+    ]
+    [encryption] = aws.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert encryption["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "AES256"}
+    assert aws.s3.get_bucket_versioning(Bucket=bucket)["Status"] == "Enabled"
+    # The seeds' 90 days, for current and old versions; unfinished multipart uploads go after 7.
+    [rule] = lifecycle_rules(aws, bucket)
+    assert rule["ID"] == "ec2ops-glacier" and rule["Status"] == "Enabled"
+    assert rule["Transitions"] == [{"Days": 90, "StorageClass": "GLACIER"}]
+    assert rule["NoncurrentVersionTransitions"] == [{"NoncurrentDays": 90, "StorageClass": "GLACIER"}]
+    assert rule["AbortIncompleteMultipartUpload"] == {"DaysAfterInitiation": 7}
+    tags = {t["Key"]: t["Value"] for t in aws.s3.get_bucket_tagging(Bucket=bucket)["TagSet"]}
+    assert tags == {**TAGS, "Name": bucket, "Role": "s3"}
 
 
 def test_instances_have_imdsv2_encrypted_gp3_and_inventory_tags(aws, created):
@@ -495,6 +563,8 @@ def test_the_app_role_keeps_what_the_inventory_adds(ansible_playbook, moto_serve
         "BatchReadAppSecrets",
         "EcrLogin",
         "EcrPull",
+        "S3TicketingCiUploadsObjects",
+        "S3TicketingCiUploadsList",
     ]
     again = ansible_playbook(PROVISION, extra_vars=extended)
     assert again.rc == 0 and changed_tasks(again) == [], again.output
@@ -508,6 +578,232 @@ def test_the_app_role_keeps_what_the_inventory_adds(ansible_playbook, moto_serve
     base = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server))
     assert base.rc == 0, base.output
     assert attached() == []
+
+
+def test_bucket_options_and_refusals(ansible_playbook, moto_server, aws):
+    """A read-only bucket under a customer managed key with its own Glacier days; then no Glacier
+    rule at all; then buckets the role refuses before any change. A stack of its own (no hosts)."""
+    key = aws_kms_key(moto_server)
+    bucket = f"{PROJECT}-s3opts-static"
+    small = {"ec2_provision_env": "s3opts", "ec2_provision_app_count": 0, "ec2_provision_judge0_count": 0}
+    static = {"name": bucket, "access": "read-only", "kms_key_id": key, "glacier_days": 30}
+    run = ansible_playbook(PROVISION, extra_vars=stack_vars(moto_server, **small, ec2_provision_s3_buckets=[static]))
+    assert run.rc == 0, run.output
+
+    [encryption] = aws.s3.get_bucket_encryption(Bucket=bucket)["ServerSideEncryptionConfiguration"]["Rules"]
+    assert encryption["ApplyServerSideEncryptionByDefault"] == {"SSEAlgorithm": "aws:kms", "KMSMasterKeyID": key}
+    assert encryption["BucketKeyEnabled"] is True
+    [rule] = lifecycle_rules(aws, bucket)
+    assert rule["Transitions"] == [{"Days": 30, "StorageClass": "GLACIER"}]
+    document = aws.iam.get_role_policy(RoleName=f"{PROJECT}-s3opts-app", PolicyName="ec2ops-app-runtime")
+    assert document["PolicyDocument"]["Statement"][-3:] == [
+        {"Sid": "S3TicketingS3optsStaticObjects", "Effect": "Allow", "Action": ["s3:GetObject"],
+         "Resource": [f"arn:aws:s3:::{bucket}/*"]},
+        {"Sid": "S3TicketingS3optsStaticList", "Effect": "Allow", "Action": ["s3:ListBucket"],
+         "Resource": [f"arn:aws:s3:::{bucket}"]},
+        {"Sid": "S3TicketingS3optsStaticKms", "Effect": "Allow", "Action": ["kms:Decrypt"], "Resource": [key],
+         "Condition": {"StringEquals": {"kms:ViaService": f"s3.{REGION}.amazonaws.com"}}},
+    ]  # fmt: skip
+
+    never = stack_vars(moto_server, **small, ec2_provision_s3_buckets=[{**static, "glacier_days": 0}])
+    first = ansible_playbook(PROVISION, extra_vars=never)
+    assert first.rc == 0, first.output
+    assert changed_tasks(first) == [
+        "ec2ops.stack.ec2_provision : Move the buckets' objects to Glacier after their days"
+    ]
+    assert lifecycle_rules(aws, bucket) == []
+    again = ansible_playbook(PROVISION, extra_vars=never)
+    assert again.rc == 0 and changed_tasks(again) == [], again.output
+
+    for bad, why in (
+        ({"name": "Tickets_Uploads"}, "name"),
+        ({"name": "ticketing-s3opts-other", "prefix": "/images/"}, "leading slash"),
+        ({"name": "ticketing-s3opts-other", "prefix": "images"}, "not a folder"),
+        ({"name": "ticketing-s3opts-other", "access": "write-only"}, "access"),
+    ):
+        refused = ansible_playbook(
+            PROVISION, extra_vars=stack_vars(moto_server, **small, ec2_provision_s3_buckets=[bad])
+        )
+        assert refused.rc != 0, why
+        assert "ec2_provision_s3_buckets" in refused.output, (why, refused.output)
+        assert not aws.bucket_exists(bad["name"].lower().replace("_", "-")), why
+
+
+def aws_kms_key(moto_server):
+    kms = moto_server.client("kms", region=REGION)
+    return kms.create_key(Description="ec2_provision test bucket key")["KeyMetadata"]["Arn"]
+
+
+DB = {**TAGS, "Env": "db"}
+
+
+def db_instance(aws, identifier):
+    try:
+        [instance] = aws.rds.describe_db_instances(DBInstanceIdentifier=identifier)["DBInstances"]
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "DBInstanceNotFound"
+        return None
+    return instance
+
+
+def secret_value(aws, name):
+    try:
+        return json.loads(aws.secrets.get_secret_value(SecretId=name)["SecretString"])
+    except ClientError as e:
+        assert e.response["Error"]["Code"] == "ResourceNotFoundException"
+        return None
+
+
+def test_database_for_a_dev_environment(ansible_playbook, moto_server, aws, tmp_path):
+    """Issue 19: RDS sized for a non-prod env, its endpoint and a generated password in the app's
+    connection secret (never in the output), read into the app's .env; check mode and a second run
+    change nothing. A stack of its own (Env=db, no hosts)."""
+    db = stack_vars(
+        moto_server,
+        ec2_provision_env="db",
+        ec2_provision_app_count=0,
+        ec2_provision_judge0_count=0,
+        ec2_provision_manage_rds_sg=False,
+        ec2_provision_rds_enabled=True,
+        ec2_provision_secret_names=["ticketing/db/app"],
+    )
+    preview = ansible_playbook(PROVISION, extra_vars=db, check=True)
+    assert preview.rc == 0, preview.output
+    assert "ec2ops.stack.ec2_provision : Create the database, or bring it to its settings" in changed_tasks(preview)
+    assert db_instance(aws, "ticketing-db") is None
+    assert secret_value(aws, "ticketing/db/rds") is None
+
+    run = ansible_playbook(PROVISION, extra_vars=db)
+    assert run.rc == 0, run.output
+
+    instance = db_instance(aws, "ticketing-db")
+    [rds_group] = [g["GroupId"] for n, g in aws.security_groups(DB).items() if n == "ticketing-db-rds"]
+    assert (instance["Engine"], instance["EngineVersion"]) == ("postgres", "16")
+    # The seeds' dev size: db.t3.micro, single-AZ, no deletion protection.
+    assert (instance["DBInstanceClass"], instance["MultiAZ"], instance["DeletionProtection"]) == (
+        "db.t3.micro",
+        False,
+        False,
+    )
+    assert (instance["StorageType"], instance["StorageEncrypted"]) == ("gp3", True)
+    assert (instance["AllocatedStorage"], instance["MaxAllocatedStorage"]) == (20, 100)
+    assert instance["BackupRetentionPeriod"] == 7
+    assert instance["PubliclyAccessible"] is False
+    assert [g["VpcSecurityGroupId"] for g in instance["VpcSecurityGroups"]] == [rds_group]
+    assert instance["DBSubnetGroup"]["DBSubnetGroupName"] == "ticketing-db"
+    assert len({s["SubnetAvailabilityZone"]["Name"] for s in instance["DBSubnetGroup"]["Subnets"]}) >= 2
+    assert {t["Key"]: t["Value"] for t in instance["TagList"]} == {**DB, "Name": "ticketing-db", "Role": "rds"}
+
+    connection = secret_value(aws, "ticketing/db/rds")
+    password = connection.pop("DB_PASSWORD")
+    assert connection == {
+        "DB_HOST": instance["Endpoint"]["Address"],
+        "DB_PORT": "5432",
+        "DB_NAME": "ticketing",
+        "DB_USER": "dbadmin",
+    }
+    assert len(password) == 32 and password.isalnum()
+    assert password not in run.output
+    # The app hosts may read the connection secret, beside the inventory's.
+    document = aws.iam.get_role_policy(RoleName="ticketing-db-app", PolicyName="ec2ops-app-runtime")["PolicyDocument"]
+    assert document["Statement"][0]["Resource"] == [
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ticketing/db/app-??????",
+        f"arn:aws:secretsmanager:{REGION}:{ACCOUNT}:secret:ticketing/db/rds-??????",
+    ]
+
+    again = ansible_playbook(PROVISION, extra_vars=db)
+    assert again.rc == 0 and changed_tasks(again) == [], again.output
+    summary = again.task("ec2ops.stack.ec2_provision : Show the stack")["msg"]
+    assert (
+        f"database ticketing-db postgres 16 db.t3.micro {instance['Endpoint']['Address']}:5432, secret ticketing/db/rds"
+        in summary
+    )
+    assert secret_value(aws, "ticketing/db/rds") == {**connection, "DB_PASSWORD": password}
+    preview = ansible_playbook(PROVISION, extra_vars=db, check=True)
+    assert preview.rc == 0 and changed_tasks(preview) == [], preview.output
+
+    # What compose_app does with compose_app_secrets: the app's .env gets the database.
+    dest = tmp_path / ".env"
+    env = ansible_playbook(
+        pathlib.Path(__file__).with_name("app_env.yml"),
+        extra_vars={
+            "endpoint_url": moto_server.endpoint_url,
+            "region": REGION,
+            "app_secrets": [{"id": "ticketing/db/rds"}],
+            "dest": str(dest),
+        },
+    )
+    assert env.rc == 0, env.output
+    lines = dest.read_text().splitlines()
+    assert f"DB_HOST='{instance['Endpoint']['Address']}'" in lines
+    assert {"DB_PORT='5432'", "DB_NAME='ticketing'", "DB_USER='dbadmin'", f"DB_PASSWORD='{password}'"} <= set(lines)
+    assert password not in env.output
+
+    # Teardown: a dev database goes without a final snapshot; its secret stays restorable.
+    gone = ansible_playbook(TEARDOWN, extra_vars={**db, "ec2_provision_destroy_confirm": "ticketing-db"})
+    assert gone.rc == 0, gone.output
+    assert db_instance(aws, "ticketing-db") is None
+    assert aws.rds.describe_db_snapshots(DBInstanceIdentifier="ticketing-db")["DBSnapshots"] == []
+    assert "DeletedDate" in aws.secrets.describe_secret(SecretId="ticketing/db/rds")
+    assert "ticketing-db" not in [g["DBSubnetGroupName"] for g in aws.rds.describe_db_subnet_groups()["DBSubnetGroups"]]
+    assert aws.nothing_left("ticketing-db", DB) == {}
+    assert password not in gone.output
+
+
+def test_prod_inventory_reads_the_database_secret():
+    """The prod app's .env takes the database from the secret provisioning writes
+    (<project>/<env>/rds), and no static DB_HOST overrides it (compose_app_env wins over secrets)."""
+    # The app group_vars every environment shares (inventories/shared, linked from inventories/<env>/group_vars).
+    app = yaml.safe_load((ROOT / "inventories" / "shared" / "app.yml").read_text())
+    defaults = yaml.safe_load((ROOT / "roles" / "ec2_provision" / "defaults" / "main.yml").read_text())
+    assert defaults["ec2_provision_rds_secret_name"] == "{{ ec2_provision_project }}/{{ ec2_provision_env }}/rds"
+    assert {"id": "ticketing/{{ ticketing_env }}/rds"} in app["compose_app_secrets"]
+    assert not {"DB_HOST", "DB_PORT", "DB_NAME", "DB_USER", "DB_PASSWORD"} & set(app["compose_app_env"])
+
+
+def test_prod_database_is_protected(ansible_playbook, moto_server, aws):
+    """The prod size (db.t3.small, Multi-AZ, deletion protection); teardown refuses while protection
+    is on and changes nothing; once it is off, teardown takes a final snapshot. A stack of its own
+    (Env=prod, no hosts)."""
+    prod = stack_vars(
+        moto_server,
+        ec2_provision_env="prod",
+        ec2_provision_app_count=0,
+        ec2_provision_judge0_count=0,
+        ec2_provision_s3_buckets=[],
+        ec2_provision_rds_enabled=True,
+        ec2_provision_destroy_confirm="ticketing-prod",
+    )
+    run = ansible_playbook(PROVISION, extra_vars=prod)
+    assert run.rc == 0, run.output
+    instance = db_instance(aws, "ticketing-prod")
+    assert (instance["DBInstanceClass"], instance["MultiAZ"], instance["DeletionProtection"]) == (
+        "db.t3.small",
+        True,
+        True,
+    )
+
+    refused = ansible_playbook(TEARDOWN, extra_vars=prod)
+    assert refused.rc != 0
+    assert "database ticketing-prod has deletion protection on" in refused.output
+    assert "-e ec2_provision_rds_deletion_protection=false" in refused.output
+    assert db_instance(aws, "ticketing-prod")["DBInstanceStatus"] == "available"
+    assert sorted(aws.security_groups({**TAGS, "Env": "prod"})) == [
+        "ticketing-prod-app",
+        "ticketing-prod-rds",
+        "ticketing-prod-redis",
+    ]
+    assert aws.role_exists("ticketing-prod-app")
+
+    # What provision.yml -e ec2_provision_rds_deletion_protection=false does on AWS; on moto
+    # rds_instance cannot modify a gp3 instance (test_moto_differences.py), so boto3 stands in.
+    aws.rds.modify_db_instance(DBInstanceIdentifier="ticketing-prod", DeletionProtection=False, ApplyImmediately=True)
+    gone = ansible_playbook(TEARDOWN, extra_vars=prod)
+    assert gone.rc == 0, gone.output
+    assert db_instance(aws, "ticketing-prod") is None
+    [snapshot] = aws.rds.describe_db_snapshots(DBInstanceIdentifier="ticketing-prod")["DBSnapshots"]
+    assert snapshot["DBSnapshotIdentifier"].startswith("ticketing-prod-final-")
+    assert aws.nothing_left("ticketing-prod", {**TAGS, "Env": "prod"}) == {}
 
 
 def test_teardown_in_check_mode_deletes_nothing(aws, story, created):
@@ -545,9 +841,21 @@ def test_teardown_refuses_without_confirmation(ansible_playbook, moto_server, aw
 
 
 def test_teardown_leaves_nothing_tagged_behind(ansible_playbook, moto_server, aws, created):
+    # An upload: teardown keeps a bucket that holds objects, and says how to delete it anyway.
+    aws.s3.put_object(Bucket=f"{PREFIX}-uploads", Key="images/poster.png", Body=b"png")
     run = ansible_playbook(TEARDOWN, extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX))
 
     assert run.rc == 0, run.output
+    assert aws.nothing_left(PREFIX) == {"bucket": True}
+    assert aws.s3.get_object(Bucket=f"{PREFIX}-uploads", Key="images/poster.png")["Body"].read() == b"png"
+    lines = run.task("ec2ops.stack.ec2_provision : Show what was torn down")["msg"]
+    assert f"S3 buckets kept because they hold objects: {PREFIX}-uploads" in lines[-1]
+    assert "ec2_provision_s3_force_destroy=true" in lines[-1]
+    forced = ansible_playbook(
+        TEARDOWN,
+        extra_vars=stack_vars(moto_server, ec2_provision_destroy_confirm=PREFIX, ec2_provision_s3_force_destroy=True),
+    )
+    assert forced.rc == 0, forced.output
     assert aws.nothing_left(PREFIX) == {}
     # Terminated instances stay visible for a while (in AWS too); they are all this stack left.
     assert {i["State"]["Name"] for i in aws.instances(states=("terminated",))} == {"terminated"}

@@ -69,3 +69,48 @@ def test_describe_tags_lists_tags_of_deleted_resources(ec2):
     ec2.delete_security_group(GroupId=group)
 
     assert tags_of(ec2, group) == {"Project": ("repro", "security-group")}, "moto now forgets deleted tags"
+
+
+def test_gp3_db_instance_has_no_storage_throughput(moto_server):
+    """AWS describes a gp3 RDS instance with its StorageThroughput (125 MiB/s below 400 GiB) and
+    Iops; moto leaves both out. amazon.aws.rds_instance reads ``instance["StorageThroughput"]``
+    on every run against an existing gp3 instance and fails with KeyError on moto. ec2_provision
+    therefore calls rds_instance only when the database is missing or differs from its variables
+    (compared from rds_instance_info), so a run against moto that changes the database itself
+    cannot be tested; creation, the unchanged second run and teardown are."""
+    rds = moto_server.client("rds", region=REGION)
+    rds.create_db_instance(
+        DBInstanceIdentifier="repro-gp3",
+        Engine="postgres",
+        DBInstanceClass="db.t3.micro",
+        AllocatedStorage=20,
+        StorageType="gp3",
+        MasterUsername="repro",
+        MasterUserPassword="repro-password-1",
+    )
+    try:
+        [instance] = rds.describe_db_instances(DBInstanceIdentifier="repro-gp3")["DBInstances"]
+        assert instance["StorageType"] == "gp3"
+        assert "StorageThroughput" not in instance, "moto now returns StorageThroughput for gp3"
+    finally:
+        rds.delete_db_instance(DBInstanceIdentifier="repro-gp3", SkipFinalSnapshot=True)
+
+
+def test_cache_cluster_has_no_nodes_or_security_groups(moto_server):
+    """AWS describes a Redis cache cluster (ShowCacheNodeInfo) with its CacheNodes, whose Endpoint
+    is the address the app connects to, and its VPC SecurityGroups; moto returns neither.
+    community.aws.elasticache reads CacheNodes[0] on every run against an existing Redis cluster
+    and fails with KeyError on moto, and no endpoint could reach the app's secret. This is why
+    ec2_provision does not create ElastiCache yet (issue 19): it could not be tested here."""
+    elasticache = moto_server.client("elasticache", region=REGION)
+    elasticache.create_cache_cluster(
+        CacheClusterId="repro-redis", Engine="redis", CacheNodeType="cache.t3.micro", NumCacheNodes=1
+    )
+    try:
+        [cluster] = elasticache.describe_cache_clusters(CacheClusterId="repro-redis", ShowCacheNodeInfo=True)[
+            "CacheClusters"
+        ]
+        assert "CacheNodes" not in cluster, "moto now returns the cache nodes (and their endpoints)"
+        assert "SecurityGroups" not in cluster, "moto now returns the VPC security groups"
+    finally:
+        elasticache.delete_cache_cluster(CacheClusterId="repro-redis")
