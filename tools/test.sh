@@ -30,18 +30,25 @@ stage_units() {
 }
 stage_pytest() {
   activate
-  # The local demo story (tests/functional/test_local_demo.py, several minutes, mostly waiting on
-  # its instance) runs beside the other functional tests; its output follows theirs.
-  local demo=tests/functional/test_local_demo.py out="$ROOT/tests/output/pytest" rc=0 rc_demo=0 pid
+  # Three streams side by side: the local demo story (tests/functional/test_local_demo.py, several
+  # minutes, mostly waiting on its instance), the provisioning stories against their own moto server
+  # (no Docker, mostly waiting on playbooks), and the other functional tests. Their outputs follow.
+  local demo=tests/functional/test_local_demo.py out="$ROOT/tests/output/pytest" rc=0 rc_demo=0 rc_aws=0
+  local aws=(tests/functional/ec2_provision tests/functional/test_ticketing_provision.py) pid pid_aws
   mkdir -p "$out"
   pytest -p no:cacheprovider "$demo" >"$out/local-demo.log" 2>&1 &
   pid=$!
-  pytest -p no:cacheprovider tests/functional --ignore="$demo" || rc=$?
+  pytest -p no:cacheprovider "${aws[@]}" >"$out/provisioning.log" 2>&1 &
+  pid_aws=$!
+  pytest -p no:cacheprovider tests/functional --ignore="$demo" "${aws[@]/#/--ignore=}" || rc=$?
+  wait "$pid_aws" || rc_aws=$?
+  log "${aws[*]} (ran beside the tests above)"
+  cat "$out/provisioning.log"
   wait "$pid" || rc_demo=$?
   log "$demo (ran beside the tests above)"
   cat "$out/local-demo.log"
   [ "$rc" = 5 ] && { log "pytest collected no tests"; rc=0; }
-  [ "$rc" = 0 ] && [ "$rc_demo" = 0 ]
+  [ "$rc" = 0 ] && [ "$rc_demo" = 0 ] && [ "$rc_aws" = 0 ]
 }
 # Minutes each scenario took in CI (unloaded machine), to balance the lanes; others count 5.
 declare -A MOLECULE_MINUTES=([nginx]=8 [compose_app]=7 [judge0]=7 [host]=4 [kafka]=4 [docker]=3)
