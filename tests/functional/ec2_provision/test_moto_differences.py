@@ -114,3 +114,22 @@ def test_cache_cluster_has_no_nodes_or_security_groups(moto_server):
         assert "SecurityGroups" not in cluster, "moto now returns the VPC security groups"
     finally:
         elasticache.delete_cache_cluster(CacheClusterId="repro-redis")
+
+
+def test_a_secret_scheduled_for_deletion_is_refused_with_another_message(moto_server):
+    """AWS refuses GetSecretValue on a secret scheduled for deletion with "... because it was marked for
+    deletion", which amazon.aws's secretsmanager_secret lookup matches for on_deleted=skip. moto says "...
+    currently marked deleted", so on moto the lookup raises instead of skipping: ec2_provision's RDS task
+    that reads its connection secret fails after a teardown on the same server (on AWS it skips, and
+    community.aws.secretsmanager_secret restores the secret). The provisioning tests therefore start
+    "from nothing" on a reset server."""
+    import botocore.exceptions
+
+    client = moto_server.client("secretsmanager", region=REGION)
+    client.create_secret(Name="repro/deleted", SecretString="{}")
+    client.delete_secret(SecretId="repro/deleted", RecoveryWindowInDays=7)
+    with pytest.raises(botocore.exceptions.ClientError) as info:
+        client.get_secret_value(SecretId="repro/deleted")
+    message = str(info.value)
+    assert "marked deleted" in message, "moto's message changed"
+    assert "marked for deletion" not in message, "moto now says what AWS says: on_deleted=skip works"
