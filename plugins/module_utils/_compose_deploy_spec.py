@@ -103,7 +103,7 @@ class OptionsError(ValueError):
 # What the values a user types may hold: each reaches docker/compose argv or a file name, so
 # anything that could be read as a second argument, a path outside the project or a new line is out.
 _PROJECT_RE = re.compile(r"[a-z0-9][a-z0-9_-]{0,62}\Z")
-_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
+SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _IMAGE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9._/:@-]{0,511}\Z")
 _PROFILE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 _UPSTREAM_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}\Z")
@@ -118,7 +118,7 @@ def _check_values(p):
             "'_' and '-', starting with a letter or digit"
         )
     for service, image in p["images"].items():
-        if not _SERVICE_RE.match(str(service)):
+        if not SERVICE_NAME_RE.match(str(service)):
             raise OptionsError(f"images: {service!r} is not a service name (letters, digits, '_', '.', '-')")
         if not isinstance(image, str) or not _IMAGE_RE.match(image):
             raise OptionsError(
@@ -126,7 +126,7 @@ def _check_values(p):
                 "repo/api@sha256:<digest> (no spaces, options or new lines)"
             )
     for service in p["services"] or {}:
-        if not _SERVICE_RE.match(str(service)):
+        if not SERVICE_NAME_RE.match(str(service)):
             raise OptionsError(f"services: {service!r} is not a service name (letters, digits, '_', '.', '-')")
     for option in ("files", "env_files", "assets"):
         for name in p[option] or []:

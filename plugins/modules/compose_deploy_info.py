@@ -114,11 +114,11 @@ import re
 
 from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_cli import Docker, DockerError
+from ansible_collections.ec2ops.stack.plugins.module_utils._compose_deploy_spec import SERVICE_NAME_RE
 from ansible_collections.ec2ops.stack.plugins.module_utils._compose_status import project_status
 from ansible_collections.ec2ops.stack.plugins.module_utils._release_history import HistoryError
 
 _SINCE_RE = re.compile(r"[0-9][0-9A-Za-z:.+-]{0,39}\Z")
-_SERVICE_RE = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,62}\Z")
 
 
 def main():
@@ -134,7 +134,7 @@ def main():
         supports_check_mode=True,
     )
     p = module.params
-    if p["logs_service"] is not None and not _SERVICE_RE.match(p["logs_service"]):
+    if p["logs_service"] is not None and not SERVICE_NAME_RE.match(p["logs_service"]):
         module.fail_json(
             msg=f"logs_service {p['logs_service']!r} is not a service name (letters, digits, '_', '.', '-')"
         )
